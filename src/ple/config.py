@@ -1,0 +1,277 @@
+"""Run configuration: one dataclass, loaded from YAML and overridden by command-line flags.
+
+Every field documents what it is, its default and, where the paper gives one, the paper's value.
+Validation happens here, before any model or data is loaded, so a bad value costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ple.errors import UserError
+
+METHODS = ("ple",)
+TASKS = ("hh", "imdb", "tldr")
+RANK_LOSSES = ("linear", "hinge")
+
+
+def _doc(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class PLEConfig:
+    """Everything one `ple train` run needs. Field docs double as `ple train --help`."""
+
+    # --- what to train -----------------------------------------------------------------
+    method: str = field(default="ple", metadata=_doc("Training method. Default ple."))
+    task: str = field(
+        default="imdb",
+        metadata=_doc("Task: hh (dialogue), imdb (positive review continuation), tldr "
+                      "(summarisation). Default imdb."),
+    )
+    model: str = field(
+        default="default",
+        metadata=_doc("Policy: hub id, local directory, .gguf file, `default` "
+                      "(SmolLM2-135M-Instruct, offline) or `tiny` (random, for tests)."),
+    )
+    reward: str | None = field(
+        default=None,
+        metadata=_doc("Reward: `vader`, a sequence-classification model (hub id or local dir), "
+                      "or `module:function`. Default: the task's offline reward (vader for "
+                      "imdb; hh and tldr have none offline and need one)."),
+    )
+    reward_label: int = field(
+        default=1,
+        metadata=_doc("For a classifier reward with several labels: which label's logit is "
+                      "the reward. Default 1 (the positive class, as the paper does for IMDb)."),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_doc("Queries: a .jsonl/.jsonl.gz/.json/.parquet file or a hub dataset name. "
+                      "Default: the task's built-in query set (its train part)."),
+    )
+    principle: str | None = field(
+        default=None,
+        metadata=_doc("Principle prompt p prepended to the query for y'. Default: the "
+                      "paper's principle for the task (Section 4.1, Appendix A.3)."),
+    )
+    principle_file: str | None = field(
+        default=None,
+        metadata=_doc("Read the principle prompt from this text file instead."),
+    )
+    chat_template: bool | None = field(
+        default=None,
+        metadata=_doc("Format prompts with the tokenizer's chat template. Default: yes when "
+                      "the tokenizer has one."),
+    )
+    output_dir: str = field(default="runs/ple", metadata=_doc("Where outputs go."))
+    seed: int = field(default=0, metadata=_doc("Random seed for data order, sampling, init."))
+
+    # --- Algorithm 1 -------------------------------------------------------------------
+    max_steps: int = field(
+        default=30, metadata=_doc("Training steps I (Algorithm 1). Default 30.")
+    )
+    batch_size: int = field(
+        default=8, metadata=_doc("Queries per step, |B_query|. Default 8.")
+    )
+    tau0: float = field(
+        default=0.2, metadata=_doc("Initial threshold tau_0 (Eq. 7). Default and paper: 0.2.")
+    )
+    alpha: float = field(
+        default=0.9, metadata=_doc("Threshold decay alpha in (0, 1) (Eq. 7). Default and "
+                                   "paper: 0.9.")
+    )
+    rank_loss: str = field(
+        default="linear",
+        metadata=_doc("Form of Eq. 3: `linear` (the paper: minus the gap of length-normalised "
+                      "log-probs) or `hinge` (RRHF: max(0, worse - better)). Default linear."),
+    )
+    use_rank_loss: bool = field(
+        default=True, metadata=_doc("Keep L_rank in Eq. 6. Default true (paper).")
+    )
+    use_weighted_sft: bool = field(
+        default=True, metadata=_doc("Keep L_weighted-sft in Eq. 6. Default true (paper).")
+    )
+    sft_anchor: float = field(
+        default=0.0,
+        metadata=_doc("Coefficient of an extra SFT term (Eq. 1, length-normalised) on the "
+                      "better response of every pair, as RRHF adds. Not in the paper; 0 "
+                      "disables it. Default 0."),
+    )
+    replay_window: int | None = field(
+        default=None,
+        metadata=_doc("Replay only the pairs of the last N steps from D_train. Default: none, "
+                      "replay all of D_train every step (Algorithm 1 lines 12-14; cost grows "
+                      "with the step). A window is a documented deviation from the paper."),
+    )
+    train_batch_size: int = field(
+        default=8, metadata=_doc("Pairs per optimizer update while replaying D_train. "
+                                 "Default 8.")
+    )
+    learning_rate: float = field(
+        default=3e-4,
+        metadata=_doc("AdamW learning rate. The paper gives none for PLE. Default 3e-4."),
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=_doc("Gradient clipping norm. Default 1.0.")
+    )
+    sft_data: str | None = field(
+        default=None,
+        metadata=_doc("Supervised data for the SFT warm-up of Algorithm 1 line 2 (Eq. 1). "
+                      "Default: no warm-up."),
+    )
+    sft_steps: int = field(
+        default=0, metadata=_doc("Optimizer steps of SFT warm-up on sft_data. Default 0.")
+    )
+
+    # --- generation --------------------------------------------------------------------
+    max_prompt_tokens: int = field(
+        default=256,
+        metadata=_doc("Queries whose prompt is longer are dropped and counted. Default and "
+                      "paper: 256."),
+    )
+    max_new_tokens: int = field(
+        default=48,
+        metadata=_doc("Longest response sampled. Paper: 1024 (on NPUs). Default 48, for CPUs."),
+    )
+    temperature: float = field(default=1.0, metadata=_doc("Sampling temperature. Default 1.0."))
+    top_p: float = field(default=1.0, metadata=_doc("Nucleus sampling mass. Default 1.0."))
+    top_k: int = field(default=0, metadata=_doc("Top-k sampling; 0 disables. Default 0."))
+
+    # --- parameters trained --------------------------------------------------------------
+    use_lora: bool = field(
+        default=True, metadata=_doc("Train a LoRA adapter; false trains every weight. "
+                                    "Default and paper: LoRA.")
+    )
+    lora_r: int = field(default=8, metadata=_doc("LoRA rank. Default and paper: 8."))
+    lora_alpha: int = field(default=16, metadata=_doc("LoRA alpha. Default and paper: 16."))
+    lora_dropout: float = field(default=0.0, metadata=_doc("LoRA dropout. Default 0."))
+
+    # --- evaluation while training ---------------------------------------------------------
+    eval_queries: int = field(
+        default=0,
+        metadata=_doc("Held-out queries (the task's built-in held-out part) on which the "
+                      "mean reward of plain responses, their perplexity under the frozen "
+                      "base model and distinct-2 are measured before and after training. "
+                      "0 disables. Default 0 (the demo uses 32)."),
+    )
+
+    @property
+    def principle_text(self) -> str | None:
+        if self.principle_file is None:
+            return self.principle
+        try:
+            return Path(self.principle_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise UserError(f"principle_file: cannot read {self.principle_file}: "
+                            f"{e.strerror}") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(PLEConfig)}
+
+
+def field_type(name: str) -> tuple[type, bool]:
+    """The base type of a config field and whether it may be None."""
+    hint = typing.get_type_hints(PLEConfig)[name]
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        (base,) = [a for a in args if a is not type(None)]
+        return base, True
+    return hint, False
+
+
+def coerce(name: str, value, where: str):
+    """Check one value against the field's type; ints are accepted where floats are."""
+    base, optional = field_type(name)
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{where}: `{name}` must not be empty")
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is bool and not isinstance(value, bool):
+        raise UserError(f"{where}: `{name}` must be true or false, got {value!r}")
+    if base is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserError(f"{where}: `{name}` must be an integer, got {value!r}")
+    if not isinstance(value, base):
+        raise UserError(f"{where}: `{name}` must be a {base.__name__}, got {value!r}")
+    return value
+
+
+def read_yaml(path: str) -> dict:
+    """Read a YAML config; errors name the file and line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"config file {path}: {e.strerror}") from None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        raise UserError(f"{path}: a config file must be a mapping of key: value")
+    values = {}
+    for key_node, value_node in root.value:
+        key, where = key_node.value, f"{path}:{key_node.start_mark.line + 1}"
+        if key not in FIELDS:
+            raise UserError(f"{where}: unknown config key `{key}`")
+        values[key] = coerce(key, yaml.safe_load(yaml.serialize(value_node)), where)
+    return values
+
+
+def validate(cfg: PLEConfig) -> PLEConfig:
+    """Range checks; each failure names the key."""
+    def need(ok: bool, key: str, rule: str):
+        if not ok:
+            raise UserError(f"config key `{key}` = {getattr(cfg, key)!r}: {rule}")
+
+    need(cfg.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
+    need(cfg.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
+    need(cfg.rank_loss in RANK_LOSSES, "rank_loss", f"must be one of {', '.join(RANK_LOSSES)}")
+    need(0.0 < cfg.alpha < 1.0, "alpha", "must be in (0, 1)")
+    need(cfg.tau0 >= 0.0, "tau0", "must be >= 0")
+    for key in ("batch_size", "max_steps", "train_batch_size", "max_prompt_tokens",
+                "max_new_tokens", "lora_r", "lora_alpha"):
+        need(getattr(cfg, key) >= 1, key, "must be >= 1")
+    for key in ("sft_steps", "eval_queries", "top_k"):
+        need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    need(cfg.replay_window is None or cfg.replay_window >= 1, "replay_window",
+         "must be >= 1 (or null to replay all of D_train)")
+    need(cfg.learning_rate > 0, "learning_rate", "must be > 0")
+    need(cfg.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+    need(cfg.temperature > 0, "temperature", "must be > 0")
+    need(0.0 < cfg.top_p <= 1.0, "top_p", "must be in (0, 1]")
+    need(0.0 <= cfg.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
+    need(cfg.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
+    need(cfg.use_rank_loss or cfg.use_weighted_sft, "use_weighted_sft",
+         "at least one of use_rank_loss and use_weighted_sft must be true")
+    need(cfg.sft_steps == 0 or cfg.sft_data is not None, "sft_steps",
+         "needs sft_data (the supervised data to warm up on)")
+    need(cfg.principle is None or cfg.principle_file is None, "principle_file",
+         "give either principle or principle_file, not both")
+    return cfg
+
+
+def load_config(path: str | None = None, overrides: dict | None = None) -> PLEConfig:
+    """YAML (if any), then overrides (flags win), then validation."""
+    values = read_yaml(path) if path else {}
+    for key, value in (overrides or {}).items():
+        if key not in FIELDS:
+            raise UserError(f"unknown config key `{key}`")
+        values[key] = coerce(key, value, "command line")
+    return validate(PLEConfig(**values))

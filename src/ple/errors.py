@@ -1,0 +1,9 @@
+"""The one exception type for mistakes in what a user gave us.
+
+The CLI turns it into a single line on stderr and exit code 2; everything else is a bug and
+keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user: a config value, a data file, a path, a reward."""

@@ -1,0 +1,1 @@
+"""Measuring a policy: reward of its responses, and guards against reward hacking."""

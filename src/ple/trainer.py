@@ -1,0 +1,292 @@
+"""PLETrainer: Algorithm 1 of the paper.
+
+    for step t = 1..I:
+        queries -> y ~ pi(.|x), y' ~ pi(.|[p, x])     (rollout.sample, one generate call)
+        s = R(x, y), s' = R(x, y')                     (rewards)
+        D_train <- D_train + {(x, y, y', s, s')}       (buffer)
+        for mini-batches of D_train: Eq. 6 under tau_t (losses) -> optimizer step
+        tau_{t+1} = tau_t * alpha                      (losses.threshold)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ple import losses
+from ple.buffer import ReplayBuffer, ScoredPair
+from ple.config import PLEConfig
+from ple.errors import UserError
+from ple.evaluation.metrics import distinct_n, mean_and_se, perplexity
+from ple.models import add_lora
+from ple.plot import plot_reward_curves
+from ple.rewards import RewardModel, checked_scores
+from ple.rollout import Prompter, decode, sample
+from ple.sequences import pack, response_token_logprobs
+from ple.tasks import TASKS
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
+             "reward_curves.png")
+
+
+class PLETrainer:
+    """Train `model` with PLE on `queries`, scoring with `reward`.
+
+    Args:
+        args: the run configuration.
+        model: a causal LM; LoRA is added here when `args.use_lora`.
+        tokenizer: its tokenizer (left padding is set here).
+        reward: the reward model R(x, y).
+        queries: the training queries (task text, see ple.tasks).
+        eval_queries: held-out queries measured before and after training.
+        sft_pairs: (query, response) pairs for the SFT warm-up (Algorithm 1 line 2).
+    """
+
+    def __init__(self, args: PLEConfig, model, tokenizer, reward: RewardModel,
+                 queries: list[str], eval_queries: list[str] | None = None,
+                 sft_pairs: list[tuple[str, str]] | None = None):
+        self.args = args
+        self.tokenizer = tokenizer
+        tokenizer.padding_side = "left"
+        self.reward = reward
+        task = TASKS[args.task]
+        use_chat = args.chat_template
+        if use_chat is None:
+            use_chat = tokenizer.chat_template is not None
+        elif use_chat and tokenizer.chat_template is None:
+            raise UserError("config key `chat_template` = True: the tokenizer has no chat "
+                            "template")
+        self.prompter = Prompter(tokenizer, task, args.principle_text or task.principle,
+                                 use_chat)
+        self.queries, self.dropped = self._length_filter(queries, "data")
+        self.eval_queries = self._length_filter(eval_queries or [], "eval")[0]
+        self.sft_pairs = sft_pairs or []
+
+        set_seed(args.seed)
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # Full fine-tuning needs a frozen copy to measure drift; LoRA just disables itself.
+        self.frozen_base = None
+        if args.use_lora:
+            model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
+        elif self.eval_queries:
+            self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.buffer = ReplayBuffer(args.replay_window)
+        self.metrics: list[dict] = []
+        self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
+
+    # --- data ------------------------------------------------------------------------------
+    def _length_filter(self, queries: list[str], what: str) -> tuple[list[str], int]:
+        """Drop queries whose plain prompt is over max_prompt_tokens (the paper's rule)."""
+        limit = self.args.max_prompt_tokens
+        kept = [q for q in queries if len(self.prompter.ids(q)) <= limit]
+        dropped = len(queries) - len(kept)
+        if queries and not kept:
+            raise UserError(f"{what}: all {len(queries)} queries are longer than "
+                            f"max_prompt_tokens = {limit} tokens")
+        if dropped:
+            print(f"ple: dropped {dropped} of {len(queries)} {what} queries longer than "
+                  f"max_prompt_tokens = {limit}")
+        return kept, dropped
+
+    def _query_batches(self):
+        """Mini-batches of queries (Algorithm 1 line 5): shuffled, reshuffled every epoch."""
+        rng = random.Random(self.args.seed)
+        order: list[str] = []
+        while True:
+            if len(order) < self.args.batch_size:
+                epoch = list(self.queries)
+                rng.shuffle(epoch)
+                order.extend(epoch)
+            batch, order = order[:self.args.batch_size], order[self.args.batch_size:]
+            yield batch
+
+    # --- the parts of a step ---------------------------------------------------------------
+    def _generate(self, queries: list[str], guided: bool) -> tuple[list, list, list]:
+        """Prompts, response ids and texts; with `guided`, y and y' come from ONE call."""
+        plain = [self.prompter.ids(q) for q in queries]
+        prompts = plain + [self.prompter.ids(q, guided=True) for q in queries] if guided \
+            else plain
+        a = self.args
+        responses = sample(self.accelerator.unwrap_model(self.model), self.tokenizer, prompts,
+                           a.max_new_tokens, a.temperature, a.top_p, a.top_k)
+        self.totals["generated_responses"] += len(responses)
+        self.totals["generated_tokens"] += sum(len(r) for r in responses)
+        return plain, responses, decode(self.tokenizer, responses)
+
+    def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
+        """Eq. 6 for a mini-batch of pairs; y and y' both continue the plain query x."""
+        n = len(pairs)
+        batch = pack([p.prompt_ids for p in pairs] * 2,
+                     [p.response_ids for p in pairs] + [p.guided_ids for p in pairs],
+                     self.tokenizer.pad_token_id)
+        token_logps = response_token_logprobs(self.model, batch)
+        mask = batch["response_mask"].to(token_logps.device)
+        logp_sum = losses.sequence_logprob(token_logps, mask)
+        logp_norm = losses.normalised_logprob(token_logps, mask)
+        device = logp_sum.device
+        is_rank = torch.tensor([losses.is_rank_pair(p.reward, p.reward_prompt, tau)
+                                for p in pairs], device=device)
+        weights = torch.tensor([losses.label_weights(p.reward, p.reward_prompt) for p in pairs],
+                               device=device)
+        rank = losses.rank_loss(logp_norm[n:], logp_norm[:n],
+                                hinge=self.args.rank_loss == "hinge")
+        wsft = losses.weighted_sft_loss(weights[:, 0], logp_sum[:n], weights[:, 1],
+                                        logp_sum[n:])
+        # The better response of a pair: y' on the rank branch, else the higher-scored one.
+        guided_better = is_rank | (weights[:, 1] > weights[:, 0])
+        anchor = -torch.where(guided_better, logp_norm[n:], logp_norm[:n])
+        out = losses.ple_loss(rank, wsft, is_rank, anchor, self.args.sft_anchor)
+        out["n_rank"] = int(is_rank.sum())
+        return out
+
+    def _update(self, pairs: list[ScoredPair], tau: float, step: int) -> dict:
+        """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled."""
+        random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
+        size = self.args.train_batch_size
+        sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0}
+        n_rank, n_updates = 0, 0
+        self.model.train()
+        for i in range(0, len(pairs), size):
+            out = self._pair_losses(pairs[i:i + size], tau)
+            self.accelerator.backward(out["loss"])
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            for key in sums:
+                sums[key] += float(out[key].detach())
+            n_rank += out["n_rank"]
+            n_updates += 1
+        self.totals["optimizer_steps"] += n_updates
+        logged = {key: value / n_updates for key, value in sums.items()}
+        return {**logged, "n_rank": n_rank, "n_weighted": len(pairs) - n_rank,
+                "n_updates": n_updates}
+
+    def _sft_warmup(self) -> None:
+        """Algorithm 1 line 2: initialise the policy with SFT (Eq. 1) on supervised pairs."""
+        rng = random.Random(self.args.seed)
+        self.model.train()
+        for _ in tqdm(range(self.args.sft_steps), desc="SFT warm-up"):
+            chosen = rng.sample(self.sft_pairs, min(self.args.train_batch_size,
+                                                    len(self.sft_pairs)))
+            eos = [self.tokenizer.eos_token_id]
+            batch = pack([self.prompter.ids(q) for q, _ in chosen],
+                         [self.tokenizer(r, add_special_tokens=False)["input_ids"] + eos
+                          for _, r in chosen], self.tokenizer.pad_token_id)
+            token_logps = response_token_logprobs(self.model, batch)
+            mask = batch["response_mask"].to(token_logps.device)
+            loss = losses.sft_loss(losses.sequence_logprob(token_logps, mask)).mean()
+            self.accelerator.backward(loss)
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+
+    # --- evaluation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Plain responses to the held-out queries: mean reward (n, standard error), their
+        perplexity under the frozen base model, and distinct-1/2. The sampling seed is fixed
+        and the training RNG is left untouched."""
+        with torch.random.fork_rng():
+            torch.manual_seed(self.args.seed + 1)
+            prompts, responses, texts = self._generate(self.eval_queries, guided=False)
+        # Evaluation samples are not part of the training budget.
+        self.totals["generated_responses"] -= len(responses)
+        self.totals["generated_tokens"] -= sum(len(r) for r in responses)
+        scores = checked_scores(self.reward, self.eval_queries, texts)
+        base = self.frozen_base or self.accelerator.unwrap_model(self.model)
+        batch = pack(prompts, responses, self.tokenizer.pad_token_id)
+        if self.frozen_base is None:
+            with base.disable_adapter():
+                token_logps = response_token_logprobs(base, batch)
+        else:
+            token_logps = response_token_logprobs(base, batch)
+        mean, se = mean_and_se(scores)
+        return {"n": len(scores), "reward_mean": mean, "reward_se": se,
+                "base_perplexity": perplexity(float(token_logps.sum()),
+                                              int(batch["response_mask"].sum())),
+                "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+                "samples": [{"query": q, "response": t, "reward": s}
+                            for q, t, s in zip(self.eval_queries, texts, scores)]}
+
+    # --- the loop --------------------------------------------------------------------------
+    def train(self) -> dict:
+        a = self.args
+        out = Path(a.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
+        summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped}
+        if self.sft_pairs and a.sft_steps:
+            self._sft_warmup()
+        if self.eval_queries:
+            summary["eval_before"] = self.evaluate()
+        batches = self._query_batches()
+        bar = tqdm(range(1, a.max_steps + 1), desc="PLE", unit="step")
+        with open(out / "metrics.jsonl", "w") as metrics_f, \
+                open(out / "samples.jsonl", "w") as samples_f:
+            for step in bar:
+                row = self._step(step, next(batches), samples_f)
+                metrics_f.write(json.dumps(row) + "\n")
+                metrics_f.flush()
+                self.metrics.append(row)
+                bar.set_postfix(tau=f"{row['tau']:.3f}", r=f"{row['reward_mean']:.2f}",
+                                r_p=f"{row['reward_prompt_mean']:.2f}",
+                                rank=f"{row['rank_share_new']:.0%}")
+        self._save(out)
+        if self.eval_queries:
+            summary["eval_after"] = self.evaluate()
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def _step(self, step: int, queries: list[str], samples_f) -> dict:
+        tau = losses.threshold(self.args.tau0, self.args.alpha, step)
+        t0 = time.perf_counter()
+        prompts, responses, texts = self._generate(queries, guided=True)
+        t1 = time.perf_counter()
+        n = len(queries)
+        scores = checked_scores(self.reward, queries * 2, texts)
+        t2 = time.perf_counter()
+        pairs = [ScoredPair(step, q, prompts[i], responses[i], responses[n + i],
+                            scores[i], scores[n + i]) for i, q in enumerate(queries)]
+        self.buffer.add(pairs)
+        trained = self._update(self.buffer.replay(step), tau, step)
+        t3 = time.perf_counter()
+        new_rank = 0
+        for i, pair in enumerate(pairs):
+            rank = losses.is_rank_pair(pair.reward, pair.reward_prompt, tau)
+            new_rank += rank
+            w, w_prompt = (None, None) if rank else losses.label_weights(pair.reward,
+                                                                         pair.reward_prompt)
+            samples_f.write(json.dumps({
+                "step": step, "query": pair.query, "response": texts[i],
+                "response_prompt": texts[n + i], "reward": pair.reward,
+                "reward_prompt": pair.reward_prompt, "tau": tau,
+                "branch": "rank" if rank else "weighted", "w": w, "w_prompt": w_prompt}) + "\n")
+        samples_f.flush()
+        truncated = getattr(self.reward, "truncated", None)
+        return {"step": step, "tau": tau, "n_queries": n, "buffer_size": len(self.buffer),
+                **trained,
+                "reward_mean": sum(scores[:n]) / n, "reward_prompt_mean": sum(scores[n:]) / n,
+                "rank_share_new": new_rank / n,
+                "seconds_generate": t1 - t0, "seconds_score": t2 - t1, "seconds_train": t3 - t2,
+                **self.totals,
+                **({"reward_truncated": truncated} if truncated is not None else {})}
+
+    def _save(self, out: Path) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(out / ("adapter" if self.args.use_lora else "model"),
+                              safe_serialization=True)
+        if not self.args.use_lora:
+            self.tokenizer.save_pretrained(out / "model")
+        plot_reward_curves(self.metrics, out / "reward_curves.png")
