@@ -100,9 +100,12 @@ def run_training(cfg: PLEConfig, overwrite: bool) -> dict:
 
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label)
     prepare_output_dir(cfg.output_dir, overwrite)
-    from ple.models import load_policy
-    from ple.trainer import PLETrainer
+    from ple.models import load_policy, load_tokenizer
+    from ple.trainer import PLETrainer, length_filter, make_prompter
 
+    # Queries that are all too long are the user's mistake: say so before loading weights.
+    length_filter(make_prompter(cfg, load_tokenizer(cfg.model)), queries,
+                  cfg.max_prompt_tokens, f"data {cfg.data or '(built-in)'}")
     model, tokenizer = load_policy(cfg.model, cfg.seed)
     trainer = PLETrainer(cfg, model, tokenizer, reward, queries, eval_queries, sft_pairs)
     return trainer.train()

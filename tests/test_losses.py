@@ -1,0 +1,127 @@
+"""Each equation against numbers computed by hand."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ple import losses
+from ple.sequences import pack
+
+finite = st.floats(min_value=-50, max_value=50, allow_nan=False)
+
+
+def test_token_logprobs_masks_padding_and_matches_log_softmax():
+    logits = torch.tensor([[[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]],
+                           [[3.0, 1.0, 0.0], [1.0, 1.0, 5.0]]])
+    labels = torch.tensor([[2, 1], [0, 2]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    got = losses.token_logprobs(logits, labels, mask)
+    by_hand = [[3 - math.log(math.e + math.e ** 2 + math.e ** 3), 0.0],
+               [3 - math.log(math.e ** 3 + math.e + 1), 5 - math.log(2 * math.e + math.e ** 5)]]
+    assert torch.allclose(got, torch.tensor(by_hand), atol=1e-6)
+
+
+def test_sequence_and_normalised_logprob():
+    token_logps = torch.tensor([[-1.0, -2.0, 0.0], [-3.0, -1.0, -2.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    assert losses.sequence_logprob(token_logps, mask).tolist() == [-3.0, -6.0]
+    assert losses.normalised_logprob(token_logps, mask).tolist() == [-1.5, -2.0]
+
+
+def test_sft_loss_eq1():
+    assert losses.sft_loss(torch.tensor([-3.0, -0.5])).tolist() == [3.0, 0.5]
+
+
+def test_rank_loss_eq3_linear_and_hinge():
+    better, worse = torch.tensor([-1.0, -3.0]), torch.tensor([-2.0, -1.0])
+    assert losses.rank_loss(better, worse).tolist() == [-1.0, 2.0]
+    assert losses.rank_loss(better, worse, hinge=True).tolist() == [0.0, 2.0]
+
+
+def test_label_weights_eq5_by_hand():
+    s, s_prompt = 0.3, 1.1
+    w, w_prompt = losses.label_weights(s, s_prompt)
+    e, e_p = math.exp(s), math.exp(s_prompt)
+    assert w == pytest.approx(2 * e / (e + e_p) - 1)
+    assert w_prompt == pytest.approx(2 * e_p / (e + e_p) - 1)
+    assert w + w_prompt == 0.0
+
+
+@given(finite, finite)
+def test_label_weights_bounded_and_antisymmetric(s, s_prompt):
+    w, w_prompt = losses.label_weights(s, s_prompt)
+    assert -1.0 <= w <= 1.0 and w + w_prompt == 0.0
+    assert (w > 0) == (s > s_prompt) or s == s_prompt or abs(w) < 1e-12
+
+
+def test_label_weights_do_not_overflow():
+    assert losses.label_weights(800.0, -800.0) == (1.0, -1.0)
+
+
+def test_weighted_sft_eq4_by_hand():
+    got = losses.weighted_sft_loss(torch.tensor([0.5]), torch.tensor([-4.0]),
+                                   torch.tensor([-0.5]), torch.tensor([-2.0]))
+    assert got.tolist() == [-(0.5 * -4.0 + -0.5 * -2.0)]
+
+
+def test_branch_rule_is_strict():
+    assert losses.is_rank_pair(0.0, 0.3, 0.2)
+    assert not losses.is_rank_pair(0.0, 0.2, 0.2)   # at tau: similar quality
+    assert not losses.is_rank_pair(0.5, 0.1, 0.2)
+
+
+def test_threshold_eq7_schedule():
+    assert losses.threshold(0.2, 0.9, 1) == 0.2
+    assert losses.threshold(0.2, 0.9, 2) == pytest.approx(0.18)
+    assert losses.threshold(0.2, 0.9, 4) == pytest.approx(0.2 * 0.9 ** 3)
+
+
+def test_ple_loss_eq6_routes_each_pair_to_one_term():
+    rank = torch.tensor([1.0, 10.0, 100.0])
+    wsft = torch.tensor([2.0, 20.0, 200.0])
+    is_rank = torch.tensor([True, False, True])
+    out = losses.ple_loss(rank, wsft, is_rank)
+    assert out["loss_rank"].item() == pytest.approx(101.0 / 3)
+    assert out["loss_wsft"].item() == pytest.approx(20.0 / 3)
+    assert out["loss"].item() == pytest.approx(121.0 / 3)
+    anchored = losses.ple_loss(rank, wsft, is_rank, torch.tensor([3.0, 3.0, 6.0]), 0.5)
+    assert anchored["loss"].item() == pytest.approx(121.0 / 3 + 0.5 * 4.0)
+
+
+@given(st.lists(finite, min_size=2, max_size=6), st.lists(finite, min_size=2, max_size=6))
+def test_losses_finite_for_finite_inputs(a, b):
+    n = min(len(a), len(b))
+    x, y = torch.tensor(a[:n]), torch.tensor(b[:n])
+    w = torch.tensor([losses.label_weights(p, q)[0] for p, q in zip(a, b)][:n])
+    for value in (losses.rank_loss(x, y), losses.rank_loss(x, y, hinge=True),
+                  losses.weighted_sft_loss(w, x, -w, y)):
+        assert torch.isfinite(value).all()
+
+
+def test_pack_layout_and_masks():
+    batch = pack([[5, 6], [7]], [[8], [9, 10, 11]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 8, 0, 0], [0, 7, 9, 10, 11]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]]
+    assert batch["labels"].tolist() == [[8, 0, 0], [9, 10, 11]]
+    assert batch["response_mask"].tolist() == [[1, 0, 0], [1, 1, 1]]
+
+
+def test_response_logprobs_ignore_prompt_and_padding_length():
+    """The log-prob of a response must not depend on how much padding its batch needed."""
+    from ple.models import tiny_model
+    from ple.sequences import response_token_logprobs
+
+    model = tiny_model(vocab_size=50, seed=0).eval()
+    prompt, response = [3, 4, 5], [6, 7]
+    alone = response_token_logprobs(model, pack([prompt], [response], pad_id=0))
+    padded = response_token_logprobs(
+        model, pack([prompt, [1] * 9], [response, [8, 9, 10, 11, 12]], pad_id=0))
+    assert torch.allclose(alone[0], padded[0, :2], atol=1e-5)
+    assert padded[0, 2:].abs().sum() == 0
+    # And it equals the full-sequence log-softmax at the response positions.
+    full = torch.log_softmax(model(torch.tensor([prompt + response])).logits, -1)[0]
+    by_hand = torch.stack([full[2, 6], full[3, 7]])
+    assert torch.allclose(alone[0], by_hand, atol=1e-5)

@@ -1,0 +1,115 @@
+"""PLETrainer on the tiny random model."""
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+from ple.config import load_config
+from ple.models import load_policy
+from ple.rewards.function import FunctionReward
+from ple.rewards.vader import VaderReward
+from ple.trainer import PLETrainer
+
+QUERIES = ["The film opens with", "I expected more from", "This is the story of",
+           "Nobody told me that", "The director clearly"]
+
+
+def make_trainer(tmp_path, reward=None, **overrides):
+    cfg = load_config(None, {"model": "tiny", "task": "imdb", "max_steps": 2,
+                             "batch_size": 4, "max_new_tokens": 8,
+                             "output_dir": str(tmp_path / "run"), **overrides})
+    model, tokenizer = load_policy("tiny", seed=0)
+    return PLETrainer(cfg, model, tokenizer, reward or VaderReward(), QUERIES)
+
+
+def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
+    trainer = make_trainer(tmp_path)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+              if p.requires_grad}
+    assert before and all("lora_" in n for n in before)
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+    assert unchanged == []
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(isinstance(r["loss"], float) and r["loss"] == r["loss"] for r in rows)
+    # Algorithm 1 replays all of D_train: the buffer grows by a batch each step.
+    assert [r["buffer_size"] for r in rows] == [4, 8]
+    assert [r["n_rank"] + r["n_weighted"] for r in rows] == [4, 8]
+    assert rows[-1]["generated_responses"] == 16 and rows[-1]["optimizer_steps"] == 2
+
+
+def test_full_finetuning_changes_every_weight(tmp_path):
+    trainer = make_trainer(tmp_path, use_lora=False, learning_rate=1e-2)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_replay_window_bounds_what_is_trained(tmp_path):
+    trainer = make_trainer(tmp_path, replay_window=1, max_steps=3)
+    trainer.train()
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["buffer_size"] for r in rows] == [4, 8, 12]
+    assert [r["n_rank"] + r["n_weighted"] for r in rows] == [4, 4, 4]
+
+
+def test_adapter_loads_with_peft(tmp_path):
+    make_trainer(tmp_path, max_steps=1).train()
+    base, _ = load_policy("tiny", seed=0)
+    model = PeftModel.from_pretrained(base, tmp_path / "run" / "adapter")
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+
+
+def test_y_and_y_prime_are_scored_against_the_plain_query(tmp_path, monkeypatch):
+    """Alg. 1 line 9: s' = R(x, y'), never R([p, x], y')."""
+    seen = []
+
+    class Recorder:
+        name = "recorder"
+
+        def score(self, queries, responses):
+            seen.extend(queries)
+            return [0.0] * len(responses)
+
+    make_trainer(tmp_path, reward=Recorder(), max_steps=1).train()
+    assert seen and set(seen) <= set(QUERIES)
+
+
+def test_non_finite_reward_stops_naming_the_query(tmp_path, monkeypatch):
+    import types
+    import sys
+
+    module = types.ModuleType("nan_reward")
+    module.score = lambda prompts, completions: [float("nan")] * len(completions)
+    monkeypatch.setitem(sys.modules, "nan_reward", module)
+    trainer = make_trainer(tmp_path, reward=FunctionReward("nan_reward:score"))
+    from ple.errors import UserError
+
+    with pytest.raises(UserError, match="gave nan for query"):
+        trainer.train()
+
+
+def test_sft_warmup_trains_on_supervised_pairs(tmp_path):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("\n".join(json.dumps({"text": f"review {i} was great fun to watch with "
+                                                  f"my whole family", "label": 1})
+                              for i in range(4)) + "\n")
+    cfg = load_config(None, {"model": "tiny", "task": "imdb", "max_steps": 1, "batch_size": 2,
+                             "max_new_tokens": 4, "sft_data": str(data), "sft_steps": 2,
+                             "output_dir": str(tmp_path / "run")})
+    from ple.tasks import TASKS, load_sft_pairs
+
+    model, tokenizer = load_policy("tiny", seed=0)
+    trainer = PLETrainer(cfg, model, tokenizer, VaderReward(), QUERIES,
+                         sft_pairs=load_sft_pairs(TASKS["imdb"], str(data)))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+              if p.requires_grad}
+    trainer._sft_warmup()
+    after = dict(trainer.model.named_parameters())
+    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
