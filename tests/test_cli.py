@@ -139,3 +139,17 @@ def test_hh_transcripts_from_gzip(tmp_path):
     assert sorted(r["query"] for r in rows) == [
         f"\n\nHuman: Tell me fact {i}.\n\nAssistant:" for i in range(3)]
     assert all(r["reward"] == pytest.approx(len(r["response"]) / 10) for r in rows)
+
+
+def test_generate_shows_base_and_adapter_side_by_side(run_dir):
+    result = run_ple("generate", "--model", "tiny", "--adapter", str(run_dir / "adapter"),
+                     "--task", "imdb", "-n", "2", "--max-new-tokens", "4")
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.count("### query") == 2
+    assert result.stdout.count("--- base") == 2 and result.stdout.count("--- adapter") == 2
+
+
+def test_generate_rejects_a_directory_that_is_not_an_adapter(tmp_path):
+    result = run_ple("generate", "--model", "tiny", "--adapter", str(tmp_path))
+    assert result.returncode == 2
+    assert "not a PEFT adapter directory" in result.stderr

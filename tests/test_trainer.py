@@ -113,3 +113,9 @@ def test_sft_warmup_trains_on_supervised_pairs(tmp_path):
     trainer._sft_warmup()
     after = dict(trainer.model.named_parameters())
     assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+
+
+def test_batch_larger_than_query_set_cycles_through_it(tmp_path):
+    trainer = make_trainer(tmp_path, batch_size=7, max_steps=1)
+    batch = next(trainer._query_batches())
+    assert len(batch) == 7 and set(batch) == set(QUERIES)

@@ -108,7 +108,7 @@ class PLETrainer:
         rng = random.Random(self.args.seed)
         order: list[str] = []
         while True:
-            if len(order) < self.args.batch_size:
+            while len(order) < self.args.batch_size:
                 epoch = list(self.queries)
                 rng.shuffle(epoch)
                 order.extend(epoch)
@@ -124,8 +124,6 @@ class PLETrainer:
         a = self.args
         responses = sample(self.accelerator.unwrap_model(self.model), self.tokenizer, prompts,
                            a.max_new_tokens, a.temperature, a.top_p, a.top_k)
-        self.totals["generated_responses"] += len(responses)
-        self.totals["generated_tokens"] += sum(len(r) for r in responses)
         return plain, responses, decode(self.tokenizer, responses)
 
     def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
@@ -154,6 +152,12 @@ class PLETrainer:
         out["n_rank"] = int(is_rank.sum())
         return out
 
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+        self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
     def _update(self, pairs: list[ScoredPair], tau: float, step: int) -> dict:
         """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled."""
         random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
@@ -163,10 +167,7 @@ class PLETrainer:
         self.model.train()
         for i in range(0, len(pairs), size):
             out = self._pair_losses(pairs[i:i + size], tau)
-            self.accelerator.backward(out["loss"])
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
+            self._optimizer_step(out["loss"])
             for key in sums:
                 sums[key] += float(out[key].detach())
             n_rank += out["n_rank"]
@@ -190,10 +191,7 @@ class PLETrainer:
             token_logps = response_token_logprobs(self.model, batch)
             mask = batch["response_mask"].to(token_logps.device)
             loss = losses.sft_loss(losses.sequence_logprob(token_logps, mask)).mean()
-            self.accelerator.backward(loss)
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
+            self._optimizer_step(loss)
 
     # --- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -204,9 +202,6 @@ class PLETrainer:
         with torch.random.fork_rng():
             torch.manual_seed(self.args.seed + 1)
             prompts, responses, texts = self._generate(self.eval_queries, guided=False)
-        # Evaluation samples are not part of the training budget.
-        self.totals["generated_responses"] -= len(responses)
-        self.totals["generated_tokens"] -= sum(len(r) for r in responses)
         scores = checked_scores(self.reward, self.eval_queries, texts)
         base = self.frozen_base or self.accelerator.unwrap_model(self.model)
         batch = pack(prompts, responses, self.tokenizer.pad_token_id)
@@ -260,6 +255,9 @@ class PLETrainer:
         t0 = time.perf_counter()
         prompts, responses, texts = self._generate(queries, guided=True)
         t1 = time.perf_counter()
+        # The training budget; evaluation samples are not part of it.
+        self.totals["generated_responses"] += len(responses)
+        self.totals["generated_tokens"] += sum(len(r) for r in responses)
         n = len(queries)
         scores = checked_scores(self.reward, queries * 2, texts)
         t2 = time.perf_counter()
