@@ -20,6 +20,7 @@ def run_ple(*args, cwd=None, timeout=600):
     """Run the `ple` command in a subprocess, as a user would."""
     import subprocess
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": str(cwd or "")}
     return subprocess.run([sys.executable, "-m", "ple.cli", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout)

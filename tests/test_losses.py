@@ -125,3 +125,20 @@ def test_response_logprobs_ignore_prompt_and_padding_length():
     full = torch.log_softmax(model(torch.tensor([prompt + response])).logits, -1)[0]
     by_hand = torch.stack([full[2, 6], full[3, 7]])
     assert torch.allclose(alone[0], by_hand, atol=1e-5)
+
+
+@given(st.integers(min_value=1, max_value=6), st.integers(min_value=0, max_value=5),
+       st.integers(min_value=0, max_value=2**31 - 1))
+def test_masking_invariant_to_padding_length(length, extra, seed):
+    """Appending padding positions (any logits, any labels, mask 0) changes no sum or mean."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, length + extra, 7, generator=g) * 5
+    labels = torch.randint(0, 7, (1, length + extra), generator=g)
+    mask = torch.zeros(1, length + extra)
+    mask[0, :length] = 1
+    padded = losses.token_logprobs(logits, labels, mask)
+    trimmed = losses.token_logprobs(logits[:, :length], labels[:, :length], mask[:, :length])
+    assert torch.allclose(losses.sequence_logprob(padded, mask),
+                          losses.sequence_logprob(trimmed, mask[:, :length]))
+    assert torch.allclose(losses.normalised_logprob(padded, mask),
+                          losses.normalised_logprob(trimmed, mask[:, :length]))

@@ -117,5 +117,8 @@ def test_sft_warmup_trains_on_supervised_pairs(tmp_path):
 
 def test_batch_larger_than_query_set_cycles_through_it(tmp_path):
     trainer = make_trainer(tmp_path, batch_size=7, max_steps=1)
-    batch = next(trainer._query_batches())
+    batch = trainer._queries_for_step(1)
     assert len(batch) == 7 and set(batch) == set(QUERIES)
+    # Every query once per epoch: steps 1-5 of batch 7 cover 7 epochs of 5 queries.
+    seen = [q for step in range(1, 6) for q in trainer._queries_for_step(step)]
+    assert all(seen[i:i + 5].count(q) == 1 for i in range(0, 35, 5) for q in QUERIES)

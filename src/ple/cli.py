@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from ple.config import FIELDS, PLEConfig, field_type, load_config
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true",
                        help="replace the outputs of an earlier run in --output-dir")
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in --output-dir (not available yet)")
+                       help="continue the run in --output-dir from its newest checkpoint")
     _add_config_flags(train)
 
     demo = sub.add_parser("demo", help="the offline demo: SmolLM2-135M-Instruct, imdb, VADER")
@@ -91,7 +92,24 @@ def prepare_output_dir(path: str, overwrite: bool) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def run_training(cfg: PLEConfig, overwrite: bool) -> dict:
+def resume_config(overrides: dict) -> PLEConfig:
+    """The saved config of the run in --output-dir; flags may only repeat it (or extend
+    max_steps): a resumed run that trained differently would not be the same run."""
+    if "output_dir" not in overrides:
+        raise UserError("--resume needs --output-dir (the run to continue)")
+    saved_path = Path(overrides["output_dir"]) / "config.yaml"
+    if not saved_path.is_file():
+        raise UserError(f"--resume: {saved_path} does not exist (no run to continue)")
+    saved = load_config(str(saved_path))
+    cfg = load_config(str(saved_path), overrides)
+    changed = [k for k in FIELDS if k != "max_steps" and getattr(cfg, k) != getattr(saved, k)]
+    if changed:
+        raise UserError(f"--resume: the config differs from the saved run in "
+                        f"{', '.join(changed)}")
+    return cfg
+
+
+def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) -> dict:
     """Check every input, then load the models and train. Returns the run summary."""
     task = TASKS[cfg.task]
     queries = load_queries(task, cfg.data)
@@ -102,7 +120,8 @@ def run_training(cfg: PLEConfig, overwrite: bool) -> dict:
     from ple.rewards import load_reward
 
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label)
-    prepare_output_dir(cfg.output_dir, overwrite)
+    if not resume:
+        prepare_output_dir(cfg.output_dir, overwrite)
     from ple.models import load_policy, load_tokenizer
     from ple.trainer import PLETrainer, length_filter, make_prompter
 
@@ -111,7 +130,7 @@ def run_training(cfg: PLEConfig, overwrite: bool) -> dict:
                   cfg.max_prompt_tokens, f"data {cfg.data or '(built-in)'}")
     model, tokenizer = load_policy(cfg.model, cfg.seed)
     trainer = PLETrainer(cfg, model, tokenizer, reward, queries, eval_queries, sft_pairs)
-    return trainer.train()
+    return trainer.train(resume=resume)
 
 
 def _describe(label: str, ev: dict) -> str:
@@ -158,7 +177,13 @@ def cmd_generate(args) -> None:
     if args.adapter:
         from peft import PeftModel
 
-        tuned = responses(PeftModel.from_pretrained(model, args.adapter))
+        try:
+            tuned_model = PeftModel.from_pretrained(model, args.adapter)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserError(f"--adapter {args.adapter}: does not fit model {args.model} "
+                            f"(trained on another base model? {e.__class__.__name__} while "
+                            f"loading its weights)") from None
+        tuned = responses(tuned_model)
     for i, query in enumerate(queries):
         print(f"### query\n{query.strip()}\n--- base\n{base[i].strip()}")
         if tuned:
@@ -167,13 +192,17 @@ def cmd_generate(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # peft calls a transformers API that transformers 5 has deprecated: noise for our users.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                            category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            if args.resume:
-                raise UserError("--resume: resuming a run is not available yet")
             overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
-            run_training(load_config(args.config, overrides), args.overwrite)
+            if args.resume:
+                run_training(resume_config(overrides), resume=True)
+            else:
+                run_training(load_config(args.config, overrides), args.overwrite)
         elif args.command == "demo":
             cmd_demo(args)
         else:

@@ -72,6 +72,11 @@ class PLEConfig:
                       "the tokenizer has one."),
     )
     output_dir: str = field(default="runs/ple", metadata=_doc("Where outputs go."))
+    save_steps: int = field(
+        default=10,
+        metadata=_doc("Write a crash-safe checkpoint every N steps, and always after the last "
+                      "one; `ple train --resume` continues from the newest. Default 10."),
+    )
     seed: int = field(default=0, metadata=_doc("Random seed for data order, sampling, init."))
 
     # --- Algorithm 1 -------------------------------------------------------------------
@@ -245,7 +250,7 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     need(cfg.rank_loss in RANK_LOSSES, "rank_loss", f"must be one of {', '.join(RANK_LOSSES)}")
     need(0.0 < cfg.alpha < 1.0, "alpha", "must be in (0, 1)")
     need(cfg.tau0 >= 0.0, "tau0", "must be >= 0")
-    for key in ("batch_size", "max_steps", "train_batch_size", "max_prompt_tokens",
+    for key in ("batch_size", "max_steps", "save_steps", "train_batch_size", "max_prompt_tokens",
                 "max_new_tokens", "lora_r", "lora_alpha"):
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
     for key in ("sft_steps", "eval_queries", "top_k"):

@@ -33,13 +33,17 @@ def _gguf_package_dir() -> Path:
     return Path(spec.origin).parent
 
 
-def _load_gguf(path: Path):
+def _load_gguf(path: Path, with_model: bool = True):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        if not with_model:
+            return None, tokenizer
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
                                                      dtype=torch.float32)
     except Exception as e:  # noqa: BLE001 - a corrupt file fails deep inside gguf
-        raise UserError(f"{path}: cannot load GGUF file ({e.__class__.__name__}: {e})") from None
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        raise UserError(f"{path}: not a readable GGUF model file ({e.__class__.__name__}: "
+                        f"{first_line[:200]})") from None
     # The weights are dequantised already; without this save_pretrained would refuse.
     model.hf_quantizer = None
     model.config.quantization_config = None
@@ -70,7 +74,7 @@ def load_tokenizer(name: str):
     if path.suffix == ".gguf":
         if not path.is_file():
             raise UserError(f"model file {name} does not exist")
-        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        return _load_gguf(path, with_model=False)[1]
     return _from_pretrained(AutoTokenizer, name)
 
 

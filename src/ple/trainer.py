@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from ple import losses
+from ple import checkpoint, losses
 from ple.buffer import ReplayBuffer, ScoredPair
 from ple.config import PLEConfig
 from ple.errors import UserError
@@ -86,6 +86,12 @@ class PLETrainer:
         self.eval_queries = length_filter(self.prompter, eval_queries or [],
                                           args.max_prompt_tokens, "eval")[0]
         self.sft_pairs = sft_pairs or []
+        context = getattr(model.config, "max_position_embeddings", None)
+        longest = max(len(self.prompter.ids(q, guided=True)) for q in self.queries)
+        if context and longest + args.max_new_tokens > context:
+            raise UserError(f"principle: the longest principle-guided prompt is {longest} "
+                            f"tokens; with max_new_tokens = {args.max_new_tokens} it exceeds "
+                            f"the model's context of {context} tokens")
 
         set_seed(args.seed)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -101,19 +107,23 @@ class PLETrainer:
         self.buffer = ReplayBuffer(args.replay_window)
         self.metrics: list[dict] = []
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
+        self._epoch_orders: dict[int, list[str]] = {}
 
     # --- data ---------------------------------------------------------------------------
-    def _query_batches(self):
-        """Mini-batches of queries (Algorithm 1 line 5): shuffled, reshuffled every epoch."""
-        rng = random.Random(self.args.seed)
-        order: list[str] = []
-        while True:
-            while len(order) < self.args.batch_size:
-                epoch = list(self.queries)
-                rng.shuffle(epoch)
-                order.extend(epoch)
-            batch, order = order[:self.args.batch_size], order[self.args.batch_size:]
-            yield batch
+    def _queries_for_step(self, step: int) -> list[str]:
+        """Algorithm 1 line 5: the query mini-batch of `step`. The queries are walked in a
+        shuffled order, reshuffled every epoch; a pure function of (seed, step), so a resumed
+        run sees exactly the batches an uninterrupted one would."""
+        n, size = len(self.queries), self.args.batch_size
+        batch = []
+        for i in range((step - 1) * size, step * size):
+            epoch, index = divmod(i, n)
+            if epoch not in self._epoch_orders:
+                order = list(self.queries)
+                random.Random(self.args.seed * 1_000_003 + epoch).shuffle(order)
+                self._epoch_orders = {epoch: order}
+            batch.append(self._epoch_orders[epoch][index])
+        return batch
 
     # --- the parts of a step ---------------------------------------------------------------
     def _generate(self, queries: list[str], guided: bool) -> tuple[list, list, list]:
@@ -219,36 +229,80 @@ class PLETrainer:
                             for q, t, s in zip(self.eval_queries, texts, scores)]}
 
     # --- the loop --------------------------------------------------------------------------
-    def train(self) -> dict:
+    def train(self, resume: bool = False) -> dict:
+        """Run Algorithm 1; with `resume`, continue from the newest complete checkpoint."""
         a = self.args
         out = Path(a.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
-        summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped}
-        if self.dropped:
-            print(f"ple: dropped {self.dropped} of {self.dropped + len(self.queries)} queries "
-                  f"longer than max_prompt_tokens = {a.max_prompt_tokens}")
-        if self.sft_pairs and a.sft_steps:
-            self._sft_warmup()
-        if self.eval_queries:
-            summary["eval_before"] = self.evaluate()
-        batches = self._query_batches()
-        bar = tqdm(range(1, a.max_steps + 1), desc="PLE", unit="step")
-        with open(out / "metrics.jsonl", "w") as metrics_f, \
-                open(out / "samples.jsonl", "w") as samples_f:
+        if resume:
+            start, summary = self._restore(out)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                (out / name).write_text("")
+            start = 1
+            summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped}
+            if self.dropped:
+                print(f"ple: dropped {self.dropped} of {self.dropped + len(self.queries)} "
+                      f"queries longer than max_prompt_tokens = {a.max_prompt_tokens}")
+            if self.sft_pairs and a.sft_steps:
+                self._sft_warmup()
+            if self.eval_queries:
+                summary["eval_before"] = self.evaluate()
+        bar = tqdm(range(start, a.max_steps + 1), desc="PLE", unit="step", initial=start - 1,
+                   total=a.max_steps)
+        with open(out / "metrics.jsonl", "a") as metrics_f, \
+                open(out / "samples.jsonl", "a") as samples_f:
             for step in bar:
-                row = self._step(step, next(batches), samples_f)
+                row = self._step(step, self._queries_for_step(step), samples_f)
                 metrics_f.write(json.dumps(row) + "\n")
                 metrics_f.flush()
                 self.metrics.append(row)
                 bar.set_postfix(tau=f"{row['tau']:.3f}", r=f"{row['reward_mean']:.2f}",
                                 r_p=f"{row['reward_prompt_mean']:.2f}",
                                 rank=f"{row['rank_share_new']:.0%}")
+                if step % a.save_steps == 0 or step == a.max_steps:
+                    self._checkpoint(out, step, summary)
         self._save(out)
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
+
+    def _trainable(self) -> dict:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _checkpoint(self, out: Path, step: int, summary: dict) -> None:
+        state = {"step": step, "totals": self.totals, "summary": summary,
+                 # Rows written after this checkpoint are cut off again on resume.
+                 "metrics_bytes": (out / "metrics.jsonl").stat().st_size,
+                 "samples_bytes": (out / "samples.jsonl").stat().st_size}
+        checkpoint.save(out, step, self._trainable(), self.optimizer.state_dict(), state,
+                        self.buffer.pairs)
+
+    def _restore(self, out: Path) -> tuple[int, dict]:
+        found = checkpoint.complete_checkpoints(out)
+        if not found:
+            raise UserError(f"--resume: no complete checkpoint in {out}/checkpoints")
+        saved = checkpoint.load(found[-1])
+        params = self._trainable()
+        if set(params) != set(saved["trainable"]):
+            raise UserError(f"--resume: checkpoint {found[-1]} holds other parameters than "
+                            f"this model trains (another model or LoRA setting?)")
+        with torch.no_grad():
+            for name, tensor in saved["trainable"].items():
+                params[name].copy_(tensor)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        checkpoint.set_rng_state(saved["rng"])
+        state = saved["state"]
+        self.buffer.pairs = saved["pairs"]
+        self.totals = state["totals"]
+        for name in ("metrics", "samples"):
+            with open(out / f"{name}.jsonl", "r+b") as f:
+                f.truncate(state[f"{name}_bytes"])
+        self.metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+        print(f"ple: resuming after step {state['step']} from {found[-1]}")
+        return state["step"] + 1, state["summary"]
 
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         tau = losses.threshold(self.args.tau0, self.args.alpha, step)
