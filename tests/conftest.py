@@ -1,11 +1,17 @@
+import contextlib
+import io
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
@@ -16,11 +22,31 @@ def tiny():
     return load_policy("tiny", seed=0)
 
 
-def run_ple(*args, cwd=None, timeout=600):
-    """Run the `ple` command in a subprocess, as a user would."""
-    import subprocess
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONPATH": str(cwd or "")}
-    return subprocess.run([sys.executable, "-m", "ple.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+def run_ple(*args, cwd=None) -> Result:
+    """Run the `ple` command as a user would, in this process (a subprocess per call would
+    spend most of the suite importing torch): its exit code, stdout and stderr. `cwd` is
+    also put on sys.path, as `python -m` would, so reward modules written there import."""
+    from ple.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    if cwd is not None:
+        os.chdir(cwd)
+        sys.path.insert(0, str(cwd))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+    return Result(code, out.getvalue(), err.getvalue())

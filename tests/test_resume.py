@@ -53,6 +53,13 @@ def env_for(workdir):
     return {**os.environ, "PYTHONPATH": str(workdir), "HF_HUB_OFFLINE": "1"}
 
 
+def ple_subprocess(*args, workdir):
+    """A real `ple` process, for tests that kill it."""
+    return subprocess.Popen([sys.executable, "-m", "ple.cli", *args], cwd=workdir,
+                            env=env_for(workdir), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(workdir):
     out = workdir / "whole"
@@ -81,9 +88,7 @@ def test_same_seed_same_samples_and_weights(workdir, uninterrupted):
 
 def test_sigkill_mid_step_then_resume(workdir, uninterrupted):
     out = workdir / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "ple.cli", "train", *FLAGS,
-                             "--output-dir", str(out)], cwd=workdir, env=env_for(workdir),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = ple_subprocess("train", *FLAGS, "--output-dir", str(out), workdir=workdir)
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline:
