@@ -122,3 +122,47 @@ def test_batch_larger_than_query_set_cycles_through_it(tmp_path):
     # Every query once per epoch: steps 1-5 of batch 7 cover 7 epochs of 5 queries.
     seen = [q for step in range(1, 6) for q in trainer._queries_for_step(step)]
     assert all(seen[i:i + 5].count(q) == 1 for i in range(0, 35, 5) for q in QUERIES)
+
+
+def test_ablation_without_rank_loss_uses_two_plain_samples(tmp_path):
+    trainer = make_trainer(tmp_path, ablation="no_rank", max_steps=1)
+    prompts_seen = []
+    real = trainer.prompter.ids
+
+    def spy(query, guided=False):
+        prompts_seen.append(guided)
+        return real(query, guided)
+
+    trainer.prompter.ids = spy
+    trainer.train()
+    assert prompts_seen and not any(prompts_seen)  # the principle is never used
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
+    assert {r["branch"] for r in rows} == {"weighted"}
+    assert all(r["w"] == pytest.approx(-r["w_prompt"]) for r in rows)
+
+
+def test_ablation_without_weighted_sft_trains_only_rank_pairs(tmp_path):
+    import types
+    import sys
+
+    # y (first half) always scores 0, y' always 1: every pair is over tau -> rank branch.
+    module = types.ModuleType("halves_reward")
+    module.score = lambda prompts, completions: (
+        [0.0] * (len(completions) // 2) + [1.0] * (len(completions) // 2))
+    sys.modules["halves_reward"] = module
+    trainer = make_trainer(tmp_path, reward=FunctionReward("halves_reward:score"),
+                           ablation="no_wsft")
+    trainer.train()
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["n_updates"] for r in rows] == [1, 1] and rows[0]["loss_wsft"] == 0.0
+    # Now every pair is "similar": nothing may be trained at all.
+    module.score = lambda prompts, completions: [0.0] * len(completions)
+    trainer = make_trainer(tmp_path / "b", reward=FunctionReward("halves_reward:score"),
+                           ablation="no_wsft")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+              if p.requires_grad}
+    trainer.train()
+    rows = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
+    assert [r["n_updates"] for r in rows] == [0, 0]
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(p, after[n].detach()) for n, p in before.items())

@@ -19,6 +19,7 @@ from ple.errors import UserError
 METHODS = ("ple",)
 TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge")
+ABLATIONS = ("no_rank", "no_wsft")
 
 
 def _doc(text: str) -> dict:
@@ -98,11 +99,12 @@ class PLEConfig:
         metadata=_doc("Form of Eq. 3: `linear` (the paper: minus the gap of length-normalised "
                       "log-probs) or `hinge` (RRHF: max(0, worse - better)). Default linear."),
     )
-    use_rank_loss: bool = field(
-        default=True, metadata=_doc("Keep L_rank in Eq. 6. Default true (paper).")
-    )
-    use_weighted_sft: bool = field(
-        default=True, metadata=_doc("Keep L_weighted-sft in Eq. 6. Default true (paper).")
+    ablation: str | None = field(
+        default=None,
+        metadata=_doc("The paper's ablations (Tables 4-5). `no_rank`: without L_rank and "
+                      "without the principle prompt; the pair is two plain samples y1, y2 ~ "
+                      "pi(.|x), both trained by weighted SFT (Eq. 4-5). `no_wsft`: without "
+                      "L_weighted-sft; pairs at or under tau are not trained on. Default: none."),
     )
     sft_anchor: float = field(
         default=0.0,
@@ -263,8 +265,8 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     need(0.0 < cfg.top_p <= 1.0, "top_p", "must be in (0, 1]")
     need(0.0 <= cfg.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
     need(cfg.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
-    need(cfg.use_rank_loss or cfg.use_weighted_sft, "use_weighted_sft",
-         "at least one of use_rank_loss and use_weighted_sft must be true")
+    need(cfg.ablation in (None, *ABLATIONS), "ablation",
+         f"must be one of {', '.join(ABLATIONS)} (or null)")
     need(cfg.sft_steps == 0 or cfg.sft_data is not None, "sft_steps",
          "needs sft_data (the supervised data to warm up on)")
     need(cfg.principle is None or cfg.principle_file is None, "principle_file",

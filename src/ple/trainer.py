@@ -126,11 +126,14 @@ class PLETrainer:
         return batch
 
     # --- the parts of a step ---------------------------------------------------------------
-    def _generate(self, queries: list[str], guided: bool) -> tuple[list, list, list]:
-        """Prompts, response ids and texts; with `guided`, y and y' come from ONE call."""
+    def _generate(self, queries: list[str], pairs: bool) -> tuple[list, list, list]:
+        """Prompts, response ids and texts. With `pairs`, y and y' come from ONE call; y' is
+        principle-guided except in the no_rank ablation, where it is a second plain sample."""
         plain = [self.prompter.ids(q) for q in queries]
-        prompts = plain + [self.prompter.ids(q, guided=True) for q in queries] if guided \
-            else plain
+        prompts = plain
+        if pairs:
+            guided = self.args.ablation != "no_rank"
+            prompts = plain + [self.prompter.ids(q, guided=guided) for q in queries]
         a = self.args
         responses = sample(self.accelerator.unwrap_model(self.model), self.tokenizer, prompts,
                            a.max_new_tokens, a.temperature, a.top_p, a.top_k)
@@ -147,8 +150,7 @@ class PLETrainer:
         logp_sum = losses.sequence_logprob(token_logps, mask)
         logp_norm = losses.normalised_logprob(token_logps, mask)
         device = logp_sum.device
-        is_rank = torch.tensor([losses.is_rank_pair(p.reward, p.reward_prompt, tau)
-                                for p in pairs], device=device)
+        is_rank = torch.tensor([self._branch_is_rank(p, tau) for p in pairs], device=device)
         weights = torch.tensor([losses.label_weights(p.reward, p.reward_prompt) for p in pairs],
                                device=device)
         rank = losses.rank_loss(logp_norm[n:], logp_norm[:n],
@@ -158,9 +160,12 @@ class PLETrainer:
         # The better response of a pair: y' on the rank branch, else the higher-scored one.
         guided_better = is_rank | (weights[:, 1] > weights[:, 0])
         anchor = -torch.where(guided_better, logp_norm[n:], logp_norm[:n])
-        out = losses.ple_loss(rank, wsft, is_rank, anchor, self.args.sft_anchor)
-        out["n_rank"] = int(is_rank.sum())
-        return out
+        return losses.ple_loss(rank, wsft, is_rank, anchor, self.args.sft_anchor)
+
+    def _branch_is_rank(self, pair: ScoredPair, tau: float) -> bool:
+        # Without L_rank there is no principle-guided response to rank: all pairs are "similar".
+        return self.args.ablation != "no_rank" and losses.is_rank_pair(
+            pair.reward, pair.reward_prompt, tau)
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
@@ -171,20 +176,23 @@ class PLETrainer:
     def _update(self, pairs: list[ScoredPair], tau: float, step: int) -> dict:
         """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled."""
         random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
+        n_rank = sum(self._branch_is_rank(p, tau) for p in pairs)
+        n_weighted = len(pairs) - n_rank
+        if self.args.ablation == "no_wsft":  # pairs at or under tau are not trained on
+            pairs = [p for p in pairs if self._branch_is_rank(p, tau)]
         size = self.args.train_batch_size
         sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0}
-        n_rank, n_updates = 0, 0
+        n_updates = 0
         self.model.train()
         for i in range(0, len(pairs), size):
             out = self._pair_losses(pairs[i:i + size], tau)
             self._optimizer_step(out["loss"])
             for key in sums:
                 sums[key] += float(out[key].detach())
-            n_rank += out["n_rank"]
             n_updates += 1
         self.totals["optimizer_steps"] += n_updates
-        logged = {key: value / n_updates for key, value in sums.items()}
-        return {**logged, "n_rank": n_rank, "n_weighted": len(pairs) - n_rank,
+        logged = {key: value / max(n_updates, 1) for key, value in sums.items()}
+        return {**logged, "n_rank": n_rank, "n_weighted": n_weighted,
                 "n_updates": n_updates}
 
     def _sft_warmup(self) -> None:
@@ -211,7 +219,7 @@ class PLETrainer:
         and the training RNG is left untouched."""
         with torch.random.fork_rng():
             torch.manual_seed(self.args.seed + 1)
-            prompts, responses, texts = self._generate(self.eval_queries, guided=False)
+            prompts, responses, texts = self._generate(self.eval_queries, pairs=False)
         scores = checked_scores(self.reward, self.eval_queries, texts)
         base = self.frozen_base or self.accelerator.unwrap_model(self.model)
         batch = pack(prompts, responses, self.tokenizer.pad_token_id)
@@ -307,7 +315,7 @@ class PLETrainer:
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         tau = losses.threshold(self.args.tau0, self.args.alpha, step)
         t0 = time.perf_counter()
-        prompts, responses, texts = self._generate(queries, guided=True)
+        prompts, responses, texts = self._generate(queries, pairs=True)
         t1 = time.perf_counter()
         # The training budget; evaluation samples are not part of it.
         self.totals["generated_responses"] += len(responses)
@@ -322,7 +330,7 @@ class PLETrainer:
         t3 = time.perf_counter()
         new_rank = 0
         for i, pair in enumerate(pairs):
-            rank = losses.is_rank_pair(pair.reward, pair.reward_prompt, tau)
+            rank = self._branch_is_rank(pair, tau)
             new_rank += rank
             w, w_prompt = (None, None) if rank else losses.label_weights(pair.reward,
                                                                          pair.reward_prompt)
