@@ -127,9 +127,9 @@ def test_hh_transcripts_from_gzip(tmp_path):
         for i in range(3):
             f.write(json.dumps({"chosen": f"\n\nHuman: Tell me fact {i}.\n\nAssistant: Sure.",
                                 "rejected": "\n\nHuman: x\n\nAssistant: no"}) + "\n")
-    reward = write(tmp_path / "length_reward.py",
-                   "def score(prompts, completions):\n"
-                   "    return [len(c) / 10 for c in completions]\n")
+    write(tmp_path / "length_reward.py",
+          "def score(prompts, completions):\n"
+          "    return [len(c) / 10 for c in completions]\n")
     out = tmp_path / "out"
     result = run_ple("train", "--model", "tiny", "--task", "hh", "--data", str(data),
                      "--reward", "length_reward:score", "--max-steps", "1", "--batch-size",

@@ -76,12 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", type=int, default=4, help="how many built-in queries (default 4)")
     gen.add_argument("--max-new-tokens", type=int, default=48)
     gen.add_argument("--seed", type=int, default=0)
+
+    from ple.rewards.train import add_arguments as add_reward_train_arguments
+
+    reward = sub.add_parser("reward", help="reward models: `ple reward train`")
+    reward_sub = reward.add_subparsers(dest="reward_command", required=True)
+    add_reward_train_arguments(reward_sub.add_parser(
+        "train", help="train a reward model (classifier or preference) from labelled or "
+        "paired data, evaluate it on held-out data, and save it as a --reward directory"))
+
+    from ple.annotate.command import add_arguments as add_annotate_arguments
+
+    add_annotate_arguments(sub)
     return parser
 
 
 def prepare_output_dir(path: str, overwrite: bool) -> None:
     """Refuse to mix two runs in one directory; with --overwrite, clear the old one."""
-    from ple.trainer import RUN_FILES
+    from ple.online import RUN_FILES
 
     out = Path(path)
     old = [out / name for name in (*RUN_FILES, "adapter", "model") if (out / name).exists()]
@@ -123,7 +135,8 @@ def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) 
     if not resume:
         prepare_output_dir(cfg.output_dir, overwrite)
     from ple.models import load_policy, load_tokenizer
-    from ple.trainer import PLETrainer, length_filter, make_prompter
+    from ple.online import length_filter, make_prompter
+    from ple.trainer import PLETrainer
 
     # Queries that are all too long are the user's mistake: say so before loading weights.
     length_filter(make_prompter(cfg, load_tokenizer(cfg.model)), queries,
@@ -191,6 +204,15 @@ def cmd_generate(args) -> None:
         print()
 
 
+def cmd_reward_train(args) -> None:
+    from ple.rewards.train import config_from_args, describe, train_reward_model
+
+    cfg = config_from_args(args)
+    result = train_reward_model(cfg)
+    print(describe(result))
+    print(f"Saved to {cfg.output_dir}/ (reward_eval.json); use it as --reward {cfg.output_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     # peft calls a transformers API that transformers 5 has deprecated: noise for our users.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
@@ -205,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_training(load_config(args.config, overrides), args.overwrite)
         elif args.command == "demo":
             cmd_demo(args)
+        elif args.command == "reward":
+            cmd_reward_train(args)
+        elif args.command == "annotate":
+            from ple.annotate.command import run as run_annotate
+
+            run_annotate(args)
         else:
             cmd_generate(args)
     except UserError as e:

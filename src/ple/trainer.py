@@ -10,134 +10,30 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import time
-from pathlib import Path
 
 import torch
-import yaml
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from tqdm.auto import tqdm
 
-from ple import checkpoint, losses
-from ple.buffer import ReplayBuffer, ScoredPair
-from ple.config import PLEConfig
-from ple.errors import UserError
-from ple.evaluation.metrics import distinct_n, mean_and_se, perplexity
-from ple.models import add_lora
-from ple.plot import plot_reward_curves
-from ple.rewards import RewardModel, checked_scores
-from ple.rollout import Prompter, decode, sample
+from ple import losses
+from ple.buffer import ScoredPair
+from ple.online import OnlineTrainer
+from ple.rewards import checked_scores
 from ple.sequences import pack, response_token_logprobs
-from ple.tasks import TASKS
-
-RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
-             "reward_curves.png")
 
 
-def make_prompter(args: PLEConfig, tokenizer) -> Prompter:
-    """Prompts with the chat template when the tokenizer has one (or as configured)."""
-    task = TASKS[args.task]
-    use_chat = args.chat_template
-    if use_chat is None:
-        use_chat = tokenizer.chat_template is not None
-    elif use_chat and tokenizer.chat_template is None:
-        raise UserError("config key `chat_template` = true: the tokenizer has no chat template")
-    return Prompter(tokenizer, task, args.principle_text or task.principle, use_chat)
+class PLETrainer(OnlineTrainer):
+    """Train a model with PLE (see ple.online.OnlineTrainer for the arguments)."""
 
-
-def length_filter(prompter: Prompter, queries: list[str], limit: int,
-                  what: str) -> tuple[list[str], int]:
-    """Drop queries whose plain prompt is over `limit` tokens (the paper's rule, 256), and
-    count them; no query is ever truncated."""
-    kept = [q for q in queries if len(prompter.ids(q)) <= limit]
-    if queries and not kept:
-        raise UserError(f"{what}: all {len(queries)} queries are longer than "
-                        f"max_prompt_tokens = {limit} tokens")
-    return kept, len(queries) - len(kept)
-
-
-class PLETrainer:
-    """Train `model` with PLE on `queries`, scoring with `reward`.
-
-    Args:
-        args: the run configuration.
-        model: a causal LM; LoRA is added here when `args.use_lora`.
-        tokenizer: its tokenizer (left padding is set here).
-        reward: the reward model R(x, y).
-        queries: the training queries (task text, see ple.tasks).
-        eval_queries: held-out queries measured before and after training.
-        sft_pairs: (query, response) pairs for the SFT warm-up (Algorithm 1 line 2).
-    """
-
-    def __init__(self, args: PLEConfig, model, tokenizer, reward: RewardModel,
-                 queries: list[str], eval_queries: list[str] | None = None,
-                 sft_pairs: list[tuple[str, str]] | None = None):
-        self.args = args
-        self.tokenizer = tokenizer
-        tokenizer.padding_side = "left"
-        self.reward = reward
-        self.prompter = make_prompter(args, tokenizer)
-        self.queries, self.dropped = length_filter(self.prompter, queries,
-                                                   args.max_prompt_tokens, "data")
-        self.eval_queries = length_filter(self.prompter, eval_queries or [],
-                                          args.max_prompt_tokens, "eval")[0]
-        self.sft_pairs = sft_pairs or []
-        context = getattr(model.config, "max_position_embeddings", None)
-        longest = max(len(self.prompter.ids(q, guided=True)) for q in self.queries)
-        if context and longest + args.max_new_tokens > context:
-            raise UserError(f"principle: the longest principle-guided prompt is {longest} "
-                            f"tokens; with max_new_tokens = {args.max_new_tokens} it exceeds "
-                            f"the model's context of {context} tokens")
-
-        set_seed(args.seed)
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
-        # Full fine-tuning needs a frozen copy to measure drift; LoRA just disables itself.
-        self.frozen_base = None
-        if args.use_lora:
-            model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
-        elif self.eval_queries:
-            self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.buffer = ReplayBuffer(args.replay_window)
-        self.metrics: list[dict] = []
-        self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
-        self._epoch_orders: dict[int, list[str]] = {}
-
-    # --- data ---------------------------------------------------------------------------
-    def _queries_for_step(self, step: int) -> list[str]:
-        """Algorithm 1 line 5: the query mini-batch of `step`. The queries are walked in a
-        shuffled order, reshuffled every epoch; a pure function of (seed, step), so a resumed
-        run sees exactly the batches an uninterrupted one would."""
-        n, size = len(self.queries), self.args.batch_size
-        batch = []
-        for i in range((step - 1) * size, step * size):
-            epoch, index = divmod(i, n)
-            if epoch not in self._epoch_orders:
-                order = list(self.queries)
-                random.Random(self.args.seed * 1_000_003 + epoch).shuffle(order)
-                self._epoch_orders = {epoch: order}
-            batch.append(self._epoch_orders[epoch][index])
-        return batch
-
-    # --- the parts of a step ---------------------------------------------------------------
-    def _generate(self, queries: list[str], pairs: bool) -> tuple[list, list, list]:
-        """Prompts, response ids and texts. With `pairs`, y and y' come from ONE call; y' is
-        principle-guided except in the no_rank ablation, where it is a second plain sample."""
+    def _generate(self, queries: list[str]) -> tuple[list, list, list]:
+        """Plain prompts, then the ids and texts of y (first half) and y' (second half), from
+        ONE generate call. y' is principle-guided, except in the no_rank ablation, where it is
+        a second plain sample."""
         plain = [self.prompter.ids(q) for q in queries]
-        prompts = plain
-        if pairs:
-            guided = self.args.ablation != "no_rank"
-            prompts = plain + [self.prompter.ids(q, guided=guided) for q in queries]
-        a = self.args
-        responses = sample(self.accelerator.unwrap_model(self.model), self.tokenizer, prompts,
-                           a.max_new_tokens, a.temperature, a.top_p, a.top_k)
-        return plain, responses, decode(self.tokenizer, responses)
+        guided = self.args.ablation != "no_rank"
+        return (plain, *self._sample(plain + [self.prompter.ids(q, guided=guided)
+                                              for q in queries]))
 
     def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
         """Eq. 6 for a mini-batch of pairs; y and y' both continue the plain query x."""
@@ -167,12 +63,6 @@ class PLETrainer:
         return self.args.ablation != "no_rank" and losses.is_rank_pair(
             pair.reward, pair.reward_prompt, tau)
 
-    def _optimizer_step(self, loss: torch.Tensor) -> None:
-        self.accelerator.backward(loss)
-        self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
-
     def _update(self, pairs: list[ScoredPair], tau: float, step: int) -> dict:
         """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled."""
         random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
@@ -195,131 +85,12 @@ class PLETrainer:
         return {**logged, "n_rank": n_rank, "n_weighted": n_weighted,
                 "n_updates": n_updates}
 
-    def _sft_warmup(self) -> None:
-        """Algorithm 1 line 2: initialise the policy with SFT (Eq. 1) on supervised pairs."""
-        rng = random.Random(self.args.seed)
-        self.model.train()
-        for _ in tqdm(range(self.args.sft_steps), desc="SFT warm-up"):
-            chosen = rng.sample(self.sft_pairs, min(self.args.train_batch_size,
-                                                    len(self.sft_pairs)))
-            eos = [self.tokenizer.eos_token_id]
-            batch = pack([self.prompter.ids(q) for q, _ in chosen],
-                         [self.tokenizer(r, add_special_tokens=False)["input_ids"] + eos
-                          for _, r in chosen], self.tokenizer.pad_token_id)
-            token_logps = response_token_logprobs(self.model, batch)
-            mask = batch["response_mask"].to(token_logps.device)
-            loss = losses.sft_loss(losses.sequence_logprob(token_logps, mask)).mean()
-            self._optimizer_step(loss)
-
-    # --- evaluation ------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        """Plain responses to the held-out queries: mean reward (n, standard error), their
-        perplexity under the frozen base model, and distinct-1/2. The sampling seed is fixed
-        and the training RNG is left untouched."""
-        with torch.random.fork_rng():
-            torch.manual_seed(self.args.seed + 1)
-            prompts, responses, texts = self._generate(self.eval_queries, pairs=False)
-        scores = checked_scores(self.reward, self.eval_queries, texts)
-        base = self.frozen_base or self.accelerator.unwrap_model(self.model)
-        batch = pack(prompts, responses, self.tokenizer.pad_token_id)
-        if self.frozen_base is None:
-            with base.disable_adapter():
-                token_logps = response_token_logprobs(base, batch)
-        else:
-            token_logps = response_token_logprobs(base, batch)
-        mean, se = mean_and_se(scores)
-        return {"n": len(scores), "reward_mean": mean, "reward_se": se,
-                "base_perplexity": perplexity(float(token_logps.sum()),
-                                              int(batch["response_mask"].sum())),
-                "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-                "samples": [{"query": q, "response": t, "reward": s}
-                            for q, t, s in zip(self.eval_queries, texts, scores)]}
-
-    # --- the loop --------------------------------------------------------------------------
-    def train(self, resume: bool = False) -> dict:
-        """Run Algorithm 1; with `resume`, continue from the newest complete checkpoint."""
-        a = self.args
-        out = Path(a.output_dir)
-        if resume:
-            start, summary = self._restore(out)
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
-            for name in ("metrics.jsonl", "samples.jsonl"):
-                (out / name).write_text("")
-            start = 1
-            summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped}
-            if self.dropped:
-                print(f"ple: dropped {self.dropped} of {self.dropped + len(self.queries)} "
-                      f"queries longer than max_prompt_tokens = {a.max_prompt_tokens}")
-            if self.sft_pairs and a.sft_steps:
-                self._sft_warmup()
-            if self.eval_queries:
-                summary["eval_before"] = self.evaluate()
-        bar = tqdm(range(start, a.max_steps + 1), desc="PLE", unit="step", initial=start - 1,
-                   total=a.max_steps)
-        with open(out / "metrics.jsonl", "a") as metrics_f, \
-                open(out / "samples.jsonl", "a") as samples_f:
-            for step in bar:
-                row = self._step(step, self._queries_for_step(step), samples_f)
-                metrics_f.write(json.dumps(row) + "\n")
-                metrics_f.flush()
-                self.metrics.append(row)
-                bar.set_postfix(tau=f"{row['tau']:.3f}", r=f"{row['reward_mean']:.2f}",
-                                r_p=f"{row['reward_prompt_mean']:.2f}",
-                                rank=f"{row['rank_share_new']:.0%}")
-                if step % a.save_steps == 0 or step == a.max_steps:
-                    self._checkpoint(out, step, summary)
-        self._save(out)
-        if self.eval_queries:
-            summary["eval_after"] = self.evaluate()
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-        return summary
-
-    def _trainable(self) -> dict:
-        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-
-    def _checkpoint(self, out: Path, step: int, summary: dict) -> None:
-        state = {"step": step, "totals": self.totals, "summary": summary,
-                 # Rows written after this checkpoint are cut off again on resume.
-                 "metrics_bytes": (out / "metrics.jsonl").stat().st_size,
-                 "samples_bytes": (out / "samples.jsonl").stat().st_size}
-        checkpoint.save(out, step, self._trainable(), self.optimizer.state_dict(), state,
-                        self.buffer.pairs)
-
-    def _restore(self, out: Path) -> tuple[int, dict]:
-        found = checkpoint.complete_checkpoints(out)
-        if not found:
-            raise UserError(f"--resume: no complete checkpoint in {out}/checkpoints")
-        saved = checkpoint.load(found[-1])
-        params = self._trainable()
-        if set(params) != set(saved["trainable"]):
-            raise UserError(f"--resume: checkpoint {found[-1]} holds other parameters than "
-                            f"this model trains (another model or LoRA setting?)")
-        with torch.no_grad():
-            for name, tensor in saved["trainable"].items():
-                params[name].copy_(tensor)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        checkpoint.set_rng_state(saved["rng"])
-        state = saved["state"]
-        self.buffer.pairs = saved["pairs"]
-        self.totals = state["totals"]
-        for name in ("metrics", "samples"):
-            with open(out / f"{name}.jsonl", "r+b") as f:
-                f.truncate(state[f"{name}_bytes"])
-        self.metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
-        print(f"ple: resuming after step {state['step']} from {found[-1]}")
-        return state["step"] + 1, state["summary"]
-
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         tau = losses.threshold(self.args.tau0, self.args.alpha, step)
         t0 = time.perf_counter()
-        prompts, responses, texts = self._generate(queries, pairs=True)
+        prompts, responses, texts = self._generate(queries)
         t1 = time.perf_counter()
-        # The training budget; evaluation samples are not part of it.
-        self.totals["generated_responses"] += len(responses)
-        self.totals["generated_tokens"] += sum(len(r) for r in responses)
+        self._count_generated(responses)
         n = len(queries)
         scores = checked_scores(self.reward, queries * 2, texts)
         t2 = time.perf_counter()
@@ -349,10 +120,6 @@ class PLETrainer:
                 **self.totals,
                 **({"reward_truncated": truncated} if truncated is not None else {})}
 
-    def _save(self, out: Path) -> None:
-        model = self.accelerator.unwrap_model(self.model)
-        model.save_pretrained(out / ("adapter" if self.args.use_lora else "model"),
-                              safe_serialization=True)
-        if not self.args.use_lora:
-            self.tokenizer.save_pretrained(out / "model")
-        plot_reward_curves(self.metrics, out / "reward_curves.png")
+    def _progress(self, row: dict) -> dict:
+        return {"tau": f"{row['tau']:.3f}", "r": f"{row['reward_mean']:.2f}",
+                "r_p": f"{row['reward_prompt_mean']:.2f}", "rank": f"{row['rank_share_new']:.0%}"}
