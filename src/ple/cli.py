@@ -77,17 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=48)
     gen.add_argument("--seed", type=int, default=0)
 
-    from ple.rewards.train import add_arguments as add_reward_train_arguments
-
-    reward = sub.add_parser("reward", help="reward models: `ple reward train`")
-    reward_sub = reward.add_subparsers(dest="reward_command", required=True)
-    add_reward_train_arguments(reward_sub.add_parser(
-        "train", help="train a reward model (classifier or preference) from labelled or "
-        "paired data, evaluate it on held-out data, and save it as a --reward directory"))
-
-    from ple.annotate.command import add_arguments as add_annotate_arguments
-
-    add_annotate_arguments(sub)
     return parser
 
 
@@ -204,15 +193,6 @@ def cmd_generate(args) -> None:
         print()
 
 
-def cmd_reward_train(args) -> None:
-    from ple.rewards.train import config_from_args, describe, train_reward_model
-
-    cfg = config_from_args(args)
-    result = train_reward_model(cfg)
-    print(describe(result))
-    print(f"Saved to {cfg.output_dir}/ (reward_eval.json); use it as --reward {cfg.output_dir}")
-
-
 def main(argv: list[str] | None = None) -> int:
     # peft calls a transformers API that transformers 5 has deprecated: noise for our users.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
@@ -227,12 +207,6 @@ def main(argv: list[str] | None = None) -> int:
                 run_training(load_config(args.config, overrides), args.overwrite)
         elif args.command == "demo":
             cmd_demo(args)
-        elif args.command == "reward":
-            cmd_reward_train(args)
-        elif args.command == "annotate":
-            from ple.annotate.command import run as run_annotate
-
-            run_annotate(args)
         else:
             cmd_generate(args)
     except UserError as e:
