@@ -125,13 +125,15 @@ def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) 
         prepare_output_dir(cfg.output_dir, overwrite)
     from ple.models import load_policy, load_tokenizer
     from ple.online import length_filter, make_prompter
+    from ple.baselines.raft import RAFTTrainer
     from ple.trainer import PLETrainer
 
     # Queries that are all too long are the user's mistake: say so before loading weights.
     length_filter(make_prompter(cfg, load_tokenizer(cfg.model)), queries,
                   cfg.max_prompt_tokens, f"data {cfg.data or '(built-in)'}")
     model, tokenizer = load_policy(cfg.model, cfg.seed)
-    trainer = PLETrainer(cfg, model, tokenizer, reward, queries, eval_queries, sft_pairs)
+    trainer_class = {"ple": PLETrainer, "raft": RAFTTrainer}[cfg.method]
+    trainer = trainer_class(cfg, model, tokenizer, reward, queries, eval_queries, sft_pairs)
     return trainer.train(resume=resume)
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from ple.errors import UserError
 
-METHODS = ("ple",)
+METHODS = ("ple", "raft")
 TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge")
 ABLATIONS = ("no_rank", "no_wsft")
@@ -31,7 +31,8 @@ class PLEConfig:
     """Everything one `ple train` run needs. Field docs double as `ple train --help`."""
 
     # --- what to train -----------------------------------------------------------------
-    method: str = field(default="ple", metadata=_doc("Training method. Default ple."))
+    method: str = field(default="ple", metadata=_doc("Training method: ple, or the "
+                                                     "baseline raft. Default ple."))
     task: str = field(
         default="imdb",
         metadata=_doc("Task: hh (dialogue), imdb (positive review continuation), tldr "
@@ -136,6 +137,12 @@ class PLEConfig:
     )
     sft_steps: int = field(
         default=0, metadata=_doc("Optimizer steps of SFT warm-up on sft_data. Default 0.")
+    )
+
+    raft_k: int = field(
+        default=4,
+        metadata=_doc("RAFT only: responses sampled per query, of which the best by reward "
+                      "is kept for SFT. Default and paper (RAFT-4): 4."),
     )
 
     # --- generation --------------------------------------------------------------------
@@ -252,7 +259,7 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     need(cfg.rank_loss in RANK_LOSSES, "rank_loss", f"must be one of {', '.join(RANK_LOSSES)}")
     need(0.0 < cfg.alpha < 1.0, "alpha", "must be in (0, 1)")
     need(cfg.tau0 >= 0.0, "tau0", "must be >= 0")
-    for key in ("batch_size", "max_steps", "save_steps", "train_batch_size", "max_prompt_tokens",
+    for key in ("batch_size", "max_steps", "save_steps", "raft_k", "train_batch_size", "max_prompt_tokens",
                 "max_new_tokens", "lora_r", "lora_alpha"):
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
     for key in ("sft_steps", "eval_queries", "top_k"):

@@ -138,21 +138,26 @@ class OnlineTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad()
 
+    def _sft_update(self, prompts: list[list[int]], responses: list[list[int]]) -> float:
+        """One optimizer step of SFT (Eq. 1, averaged over the examples); returns the loss."""
+        self.model.train()
+        batch = pack(prompts, responses, self.tokenizer.pad_token_id)
+        token_logps = response_token_logprobs(self.model, batch)
+        mask = batch["response_mask"].to(token_logps.device)
+        loss = losses.sft_loss(losses.sequence_logprob(token_logps, mask)).mean()
+        self._optimizer_step(loss)
+        return float(loss.detach())
+
     def _sft_warmup(self) -> None:
         """Algorithm 1 line 2: initialise the policy with SFT (Eq. 1) on supervised pairs."""
         rng = random.Random(self.args.seed)
-        self.model.train()
+        eos = [self.tokenizer.eos_token_id]
         for _ in tqdm(range(self.args.sft_steps), desc="SFT warm-up"):
             chosen = rng.sample(self.sft_pairs, min(self.args.train_batch_size,
                                                     len(self.sft_pairs)))
-            eos = [self.tokenizer.eos_token_id]
-            batch = pack([self.prompter.ids(q) for q, _ in chosen],
-                         [self.tokenizer(r, add_special_tokens=False)["input_ids"] + eos
-                          for _, r in chosen], self.tokenizer.pad_token_id)
-            token_logps = response_token_logprobs(self.model, batch)
-            mask = batch["response_mask"].to(token_logps.device)
-            loss = losses.sft_loss(losses.sequence_logprob(token_logps, mask)).mean()
-            self._optimizer_step(loss)
+            self._sft_update([self.prompter.ids(q) for q, _ in chosen],
+                             [self.tokenizer(r, add_special_tokens=False)["input_ids"] + eos
+                              for _, r in chosen])
 
     # --- evaluation ------------------------------------------------------------------------
     @torch.no_grad()

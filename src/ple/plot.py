@@ -9,18 +9,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_reward_curves(metrics: list[dict], path) -> None:
+    """Mean reward per step; with the principle's curve and tau when the method has them."""
     steps = [m["step"] for m in metrics]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [m["reward_prompt_mean"] for m in metrics], label="with principle (y')")
+    if metrics and "reward_prompt_mean" in metrics[0]:
+        ax.plot(steps, [m["reward_prompt_mean"] for m in metrics],
+                label="with principle (y')")
     ax.plot(steps, [m["reward_mean"] for m in metrics], label="without principle (y)")
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward")
-    tau_ax = ax.twinx()
-    tau_ax.plot(steps, [m["tau"] for m in metrics], color="grey", linestyle="--", label="tau")
-    tau_ax.set_ylabel("threshold tau")
-    lines = ax.get_lines() + tau_ax.get_lines()
+    lines = ax.get_lines()
+    if metrics and "tau" in metrics[0]:
+        tau_ax = ax.twinx()
+        tau_ax.plot(steps, [m["tau"] for m in metrics], color="grey", linestyle="--",
+                    label="tau")
+        tau_ax.set_ylabel("threshold tau")
+        lines = lines + tau_ax.get_lines()
     ax.legend(lines, [line.get_label() for line in lines], loc="lower right")
-    ax.set_title("PLE reward curves")
+    ax.set_title("Reward curves")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,0 +1,1 @@
+"""The paper's baselines, each in the same harness as PLE (ple.online.OnlineTrainer)."""

@@ -1,0 +1,48 @@
+"""RAFT (Dong et al. 2023), as LMFlow's aligner runs it with the local strategy.
+
+Per step: sample K responses to each query from the plain prompt (one generate call), keep
+the best by reward for each query, and fine-tune on the kept (query, response) pairs with
+SFT (Eq. 1). The paper's baseline is RAFT-4 (K = 4).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ple.online import OnlineTrainer
+from ple.rewards import checked_scores
+
+
+class RAFTTrainer(OnlineTrainer):
+    def _step(self, step: int, queries: list[str], samples_f) -> dict:
+        k, size = self.args.raft_k, self.args.train_batch_size
+        t0 = time.perf_counter()
+        plain = [self.prompter.ids(q) for q in queries]
+        responses, texts = self._sample([p for p in plain for _ in range(k)])
+        self._count_generated(responses)
+        t1 = time.perf_counter()
+        scores = checked_scores(self.reward, [q for q in queries for _ in range(k)], texts)
+        t2 = time.perf_counter()
+        best = [max(range(i * k, (i + 1) * k), key=scores.__getitem__)
+                for i in range(len(queries))]
+        step_losses = [self._sft_update(plain[i:i + size],
+                                        [responses[j] for j in best[i:i + size]])
+                       for i in range(0, len(queries), size)]
+        self.totals["optimizer_steps"] += len(step_losses)
+        t3 = time.perf_counter()
+        for i, query in enumerate(queries):
+            samples_f.write(json.dumps({
+                "step": step, "query": query, "response": texts[best[i]],
+                "reward": scores[best[i]], "rewards": scores[i * k:(i + 1) * k]}) + "\n")
+        samples_f.flush()
+        n = len(queries)
+        return {"step": step, "n_queries": n, "n_kept": n,
+                "reward_mean": sum(scores) / len(scores),
+                "reward_best_mean": sum(scores[j] for j in best) / n,
+                "loss": sum(step_losses) / len(step_losses), "n_updates": len(step_losses),
+                "seconds_generate": t1 - t0, "seconds_score": t2 - t1, "seconds_train": t3 - t2,
+                **self.totals}
+
+    def _progress(self, row: dict) -> dict:
+        return {"r": f"{row['reward_mean']:.2f}", "r_best": f"{row['reward_best_mean']:.2f}"}
