@@ -145,6 +145,38 @@ class PLEConfig:
                       "is kept for SFT. Default and paper (RAFT-4): 4."),
     )
 
+    # PPO (Schulman et al. 2017) for language models as in Ziegler et al. 2019 and TRL's
+    # PPOTrainer (removed from TRL in 1.x); defaults are TRL's PPOConfig defaults.
+    ppo_epochs: int = field(
+        default=4, metadata=_doc("PPO only: optimisation epochs over each batch of rollouts. "
+                                 "Default 4 (TRL num_ppo_epochs).")
+    )
+    ppo_clip: float = field(
+        default=0.2, metadata=_doc("PPO only: clip range of the policy ratio. Default 0.2.")
+    )
+    ppo_value_clip: float = field(
+        default=0.2, metadata=_doc("PPO only: clip range of the value update. Default 0.2.")
+    )
+    ppo_vf_coef: float = field(
+        default=0.1, metadata=_doc("PPO only: weight of the value loss. Default 0.1.")
+    )
+    ppo_gamma: float = field(
+        default=1.0, metadata=_doc("PPO only: discount gamma of GAE. Default 1.0.")
+    )
+    ppo_lambda: float = field(
+        default=0.95, metadata=_doc("PPO only: lambda of GAE. Default 0.95.")
+    )
+    ppo_kl_coef: float = field(
+        default=0.05,
+        metadata=_doc("PPO only: per-token KL penalty against the reference (the model with "
+                      "its adapter disabled). Default 0.05."),
+    )
+    ppo_whiten_rewards: bool = field(
+        default=True,
+        metadata=_doc("PPO only: whiten the scores of a batch (zero mean, unit variance) "
+                      "before the KL penalty is added. Default true."),
+    )
+
     # --- generation --------------------------------------------------------------------
     max_prompt_tokens: int = field(
         default=256,
@@ -271,6 +303,11 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     need(cfg.temperature > 0, "temperature", "must be > 0")
     need(0.0 < cfg.top_p <= 1.0, "top_p", "must be in (0, 1]")
     need(0.0 <= cfg.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
+    need(cfg.ppo_epochs >= 1, "ppo_epochs", "must be >= 1")
+    for key in ("ppo_clip", "ppo_value_clip", "ppo_vf_coef", "ppo_kl_coef"):
+        need(getattr(cfg, key) >= 0.0, key, "must be >= 0")
+    for key in ("ppo_gamma", "ppo_lambda"):
+        need(0.0 <= getattr(cfg, key) <= 1.0, key, "must be in [0, 1]")
     need(cfg.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
     need(cfg.ablation in (None, *ABLATIONS), "ablation",
          f"must be one of {', '.join(ABLATIONS)} (or null)")
