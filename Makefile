@@ -17,4 +17,6 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/ple demo
 
 test: $(VENV)/.installed
+	# Browser tests of `ple annotate` drive Debian's chromium (as root, like CI).
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	$(PY) -m pytest -q

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ple.config import FIELDS, PLEConfig, field_type, load_config
 from ple.errors import UserError
-from ple.tasks import TASKS, builtin_queries, load_queries, load_sft_pairs
+from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
+                       load_sft_pairs)
 
 # The demo's settings, chosen by the measurements in README ("The demo"). Two deviations from
 # the paper, both measured there: replay of the current step only (a full replay costs
@@ -77,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=48)
     gen.add_argument("--seed", type=int, default=0)
 
+    from ple.rewards.train import add_arguments as add_reward_train_arguments
+
+    reward = sub.add_parser("reward", help="reward models: `ple reward train`")
+    reward_sub = reward.add_subparsers(dest="reward_command", required=True)
+    add_reward_train_arguments(reward_sub.add_parser(
+        "train", help="train a reward model (classifier or preference) from labelled or "
+        "paired data, evaluate it on held-out data, and save it as a --reward directory"))
+
+    from ple.annotate.command import add_arguments as add_annotate_arguments
+
+    add_annotate_arguments(sub)
     return parser
 
 
@@ -110,29 +122,74 @@ def resume_config(overrides: dict) -> PLEConfig:
     return cfg
 
 
+def method_data(cfg: PLEConfig, task):
+    """What the method trains from: supervised pairs (sft), human preference pairs (dpo on
+    hh and tldr), or queries (every online method, and dpo on imdb, which samples its pairs)."""
+    if cfg.method == "sft":
+        if cfg.data is None:
+            raise UserError("config key `data`: method sft needs supervised data (hh: `chosen`; "
+                            "imdb: `text` and `label`; tldr: `prompt` and `summary`)")
+        return load_sft_pairs(task, cfg.data)
+    if cfg.method == "dpo" and cfg.task != "imdb":
+        if cfg.data is None:
+            raise UserError(f"config key `data`: method dpo needs preference pairs for task "
+                            f"{cfg.task} (`chosen` and `rejected`)")
+        return load_preference_pairs(task, cfg.data)
+    return load_queries(task, cfg.data)
+
+
 def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) -> dict:
     """Check every input, then load the models and train. Returns the run summary."""
     task = TASKS[cfg.task]
-    queries = load_queries(task, cfg.data)
+    examples = method_data(cfg, task)
+    queries = [e[0] if isinstance(e, tuple) else e for e in examples]
     sft_pairs = load_sft_pairs(task, cfg.sft_data) if cfg.sft_data else None
     eval_queries = builtin_queries(cfg.task, "heldout")[:cfg.eval_queries] \
         if cfg.eval_queries else []
     cfg.principle_text  # noqa: B018 - reads principle_file now, so a bad path fails early
+    offline = cfg.method in ("sft", "dpo")
+    in_trl = cfg.method in ("sft", "dpo", "rloo")
+    if in_trl and resume:
+        raise UserError(f"--resume: method {cfg.method} is trained by TRL in one go; start it "
+                        f"again with --overwrite")
     from ple.rewards import load_reward
 
-    reward = load_reward(cfg.reward, cfg.task, cfg.reward_label)
+    # SFT and DPO on human pairs use the reward for evaluation only.
+    needs_reward = not offline or cfg.eval_queries or cfg.method == "dpo" and cfg.task == "imdb"
+    reward = load_reward(cfg.reward, cfg.task, cfg.reward_label) if needs_reward else None
     if not resume:
         prepare_output_dir(cfg.output_dir, overwrite)
     from ple.models import load_policy, load_tokenizer
     from ple.online import length_filter, make_prompter
+
+    # Queries that are all too long are the user's mistake: say so before loading weights.
+    kept, dropped = length_filter(make_prompter(cfg, load_tokenizer(cfg.model)), queries,
+                                  cfg.max_prompt_tokens, f"data {cfg.data or '(built-in)'}")
+    model, tokenizer = load_policy(cfg.model, cfg.seed)
+    if in_trl:
+        from ple.baselines.dpo import train_dpo
+        from ple.baselines.rloo import train_rloo
+        from ple.baselines.trl_run import TRLRun
+        from ple.baselines.sft import train_sft
+
+        if dropped:
+            print(f"ple: dropped {dropped} of {len(queries)} examples whose prompt is longer "
+                  f"than max_prompt_tokens = {cfg.max_prompt_tokens}")
+        kept_set = set(kept)
+        examples = [e for e in examples if (e[0] if isinstance(e, tuple) else e) in kept_set]
+        run = TRLRun(cfg, model, tokenizer, reward, eval_queries)
+        if cfg.method == "rloo":
+            return train_rloo(run, examples)
+        if cfg.method == "sft":
+            return train_sft(run, examples)
+        if cfg.task == "imdb":
+            return train_dpo(run, queries=examples)
+        return train_dpo(run, pairs=examples)
+    from ple.baselines.ppo import PPOTrainer
     from ple.baselines.raft import RAFTTrainer
     from ple.trainer import PLETrainer
 
-    # Queries that are all too long are the user's mistake: say so before loading weights.
-    length_filter(make_prompter(cfg, load_tokenizer(cfg.model)), queries,
-                  cfg.max_prompt_tokens, f"data {cfg.data or '(built-in)'}")
-    model, tokenizer = load_policy(cfg.model, cfg.seed)
-    trainer_class = {"ple": PLETrainer, "raft": RAFTTrainer}[cfg.method]
+    trainer_class = {"ple": PLETrainer, "raft": RAFTTrainer, "ppo": PPOTrainer}[cfg.method]
     trainer = trainer_class(cfg, model, tokenizer, reward, queries, eval_queries, sft_pairs)
     return trainer.train(resume=resume)
 
@@ -195,6 +252,15 @@ def cmd_generate(args) -> None:
         print()
 
 
+def cmd_reward_train(args) -> None:
+    from ple.rewards.train import config_from_args, describe, train_reward_model
+
+    cfg = config_from_args(args)
+    result = train_reward_model(cfg)
+    print(describe(result))
+    print(f"Saved to {cfg.output_dir}/ (reward_eval.json); use it as --reward {cfg.output_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     # peft calls a transformers API that transformers 5 has deprecated: noise for our users.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
@@ -209,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_training(load_config(args.config, overrides), args.overwrite)
         elif args.command == "demo":
             cmd_demo(args)
+        elif args.command == "reward":
+            cmd_reward_train(args)
+        elif args.command == "annotate":
+            from ple.annotate.command import run as run_annotate
+
+            run_annotate(args)
         else:
             cmd_generate(args)
     except UserError as e:

@@ -16,7 +16,7 @@ import yaml
 
 from ple.errors import UserError
 
-METHODS = ("ple", "raft")
+METHODS = ("ple", "sft", "dpo", "ppo", "raft", "rloo")
 TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge")
 ABLATIONS = ("no_rank", "no_wsft")
@@ -32,7 +32,8 @@ class PLEConfig:
 
     # --- what to train -----------------------------------------------------------------
     method: str = field(default="ple", metadata=_doc("Training method: ple, or the "
-                                                     "baseline raft. Default ple."))
+                                                     "baselines sft, dpo, ppo, raft and rloo. "
+                                                     "Default ple."))
     task: str = field(
         default="imdb",
         metadata=_doc("Task: hh (dialogue), imdb (positive review continuation), tldr "

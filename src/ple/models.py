@@ -78,12 +78,17 @@ def load_tokenizer(name: str):
     return _from_pretrained(AutoTokenizer, name)
 
 
+def tiny_config(vocab_size: int, **overrides) -> LlamaConfig:
+    """The config of the `tiny` model (also used for tiny reward models, with num_labels)."""
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32,
+                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                       max_position_embeddings=2048, tie_word_embeddings=True,
+                       bos_token_id=1, eos_token_id=2, pad_token_id=2, **overrides)
+
+
 def tiny_model(vocab_size: int, seed: int) -> LlamaForCausalLM:
     """A randomly initialised Llama of about 0.8M parameters with the default vocabulary."""
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    config = tiny_config(vocab_size)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)

@@ -4,6 +4,7 @@ metrics.jsonl, samples.jsonl, crash-safe checkpoints, evaluation and the saved a
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import random
 from pathlib import Path
@@ -18,16 +19,16 @@ from ple import checkpoint, losses
 from ple.buffer import ReplayBuffer
 from ple.config import PLEConfig
 from ple.errors import UserError
-from ple.evaluation.metrics import distinct_n, mean_and_se, perplexity
+from ple.evaluation.heldout import evaluate_plain
 from ple.models import add_lora
 from ple.plot import plot_reward_curves
-from ple.rewards import RewardModel, checked_scores
+from ple.rewards import RewardModel
 from ple.rollout import Prompter, decode, sample
 from ple.sequences import pack, response_token_logprobs
 from ple.tasks import TASKS
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
-             "reward_curves.png")
+             "reward_curves.png", "loss_curve.png", "value_head.safetensors")
 
 
 def make_prompter(args: PLEConfig, tokenizer) -> Prompter:
@@ -95,7 +96,9 @@ class OnlineTrainer:
             model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
         elif self.eval_queries:
             self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
+        self.extra_modules = self._extra_modules(model)
         params = [p for p in model.parameters() if p.requires_grad]
+        params += [p for m in self.extra_modules.values() for p in m.parameters()]
         optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.buffer = ReplayBuffer(args.replay_window)
@@ -134,7 +137,10 @@ class OnlineTrainer:
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
-        self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+        self.accelerator.clip_grad_norm_(
+            itertools.chain(self.model.parameters(),
+                            *(m.parameters() for m in self.extra_modules.values())),
+            self.args.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
 
@@ -160,30 +166,11 @@ class OnlineTrainer:
                               for _, r in chosen])
 
     # --- evaluation ------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict:
-        """Plain responses to the held-out queries: mean reward (n, standard error), their
-        perplexity under the frozen base model, and distinct-1/2. The sampling seed is fixed
-        and the training RNG is left untouched."""
-        with torch.random.fork_rng():
-            torch.manual_seed(self.args.seed + 1)
-            prompts = [self.prompter.ids(q) for q in self.eval_queries]
-            responses, texts = self._sample(prompts)
-        scores = checked_scores(self.reward, self.eval_queries, texts)
-        base = self.frozen_base or self.accelerator.unwrap_model(self.model)
-        batch = pack(prompts, responses, self.tokenizer.pad_token_id)
-        if self.frozen_base is None:
-            with base.disable_adapter():
-                token_logps = response_token_logprobs(base, batch)
-        else:
-            token_logps = response_token_logprobs(base, batch)
-        mean, se = mean_and_se(scores)
-        return {"n": len(scores), "reward_mean": mean, "reward_se": se,
-                "base_perplexity": perplexity(float(token_logps.sum()),
-                                              int(batch["response_mask"].sum())),
-                "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-                "samples": [{"query": q, "response": t, "reward": s}
-                            for q, t, s in zip(self.eval_queries, texts, scores)]}
+        """Plain responses to the held-out queries (see evaluate_plain)."""
+        return evaluate_plain(self.accelerator.unwrap_model(self.model), self.tokenizer,
+                              self.prompter, self.reward, self.eval_queries, self.args,
+                              self.frozen_base)
 
     # --- the loop --------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
@@ -233,8 +220,17 @@ class OnlineTrainer:
     def _progress(self, row: dict) -> dict:
         return {"r": f"{row['reward_mean']:.2f}"}
 
+    def _extra_modules(self, model) -> dict[str, torch.nn.Module]:
+        """Modules a method trains beside the policy (PPO's value head), by name. Their
+        parameters join the optimizer, gradient clipping and checkpoints (as `name.param`).
+        Called once in __init__, after LoRA is added and before the optimizer is built."""
+        return {}
+
     def _trainable(self) -> dict:
-        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        for name, module in self.extra_modules.items():
+            params.update({f"{name}.{n}": p for n, p in module.named_parameters()})
+        return params
 
     def _checkpoint(self, out: Path, step: int, summary: dict) -> None:
         state = {"step": step, "totals": self.totals, "summary": summary,

@@ -42,3 +42,23 @@ def response_token_logprobs(model, batch: dict) -> torch.Tensor:
     logits = out.logits[:, :-1].float()
     return token_logprobs(logits, batch["labels"].to(device),
                           batch["response_mask"].to(device))
+
+
+def response_logprobs_and_hidden(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """As `response_token_logprobs`, and from the same forward pass the last hidden state
+    (the LM head's input) at the positions that predict each response token: [N, R, H].
+
+    For a value head (PPO): the state at column k is the context x, y^<k before y^k is
+    generated, so V(s_k) sits beside log pi(y^k | x, y^<k).
+    """
+    device = next(model.parameters()).device
+    attention = batch["attention_mask"].to(device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    r_width = batch["labels"].shape[1]
+    out = model(input_ids=batch["input_ids"].to(device), attention_mask=attention,
+                position_ids=positions, logits_to_keep=r_width + 1, use_cache=False,
+                output_hidden_states=True)
+    logits = out.logits[:, :-1].float()
+    hidden = out.hidden_states[-1][:, -(r_width + 1):-1]
+    return (token_logprobs(logits, batch["labels"].to(device),
+                           batch["response_mask"].to(device)), hidden)

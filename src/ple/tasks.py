@@ -104,6 +104,28 @@ class Task:
         key = "summary" if "summary" in data else "completion"
         return _text_field(record, "prompt", "tldr"), _text_field(record, key, "tldr (SFT)")
 
+    def preference_pair(self, record: Record) -> tuple[str, str, str]:
+        """(query, chosen, rejected) of a human preference record: HH transcripts (split at
+        the last Assistant turn, which must be the only difference) or TL;DR comparisons."""
+        if self.name == "hh":
+            query, chosen = split_hh(_text_field(record, "chosen", "hh (pairs)"), record)
+            other, rejected = split_hh(_text_field(record, "rejected", "hh (pairs)"), record)
+            if other != query:
+                raise UserError(f"{record.where}: `chosen` and `rejected` differ before the "
+                                f"last Assistant turn")
+        elif self.name == "tldr":
+            query = _text_field(record, "prompt", "tldr (pairs)")
+            chosen = _text_field(record, "chosen", "tldr (pairs)")
+            rejected = _text_field(record, "rejected", "tldr (pairs)")
+        else:
+            raise UserError("task imdb has no human preference pairs; method dpo makes them "
+                            "from generated responses ranked by the reward")
+        if not chosen.strip() or not rejected.strip():
+            raise UserError(f"{record.where}: a preference pair with an empty side")
+        if chosen == rejected:
+            raise UserError(f"{record.where}: `chosen` is identical to `rejected`")
+        return query, chosen, rejected
+
     def messages(self, query: str, principle: str | None) -> list[dict]:
         """Chat messages for [p, x] (or x alone). The principle goes in front of the first
         user turn: it guides sampling only and is never part of what is trained or scored."""
@@ -170,4 +192,11 @@ def load_sft_pairs(task: Task, data: str) -> list[tuple[str, str]]:
     pairs = [p for r in load_records(data, hub_dataset=True) if (p := task.sft_pair(r))]
     if not pairs:
         raise UserError(f"sft_data {data}: no usable supervised examples for task {task.name}")
+    return pairs
+
+
+def load_preference_pairs(task: Task, data: str) -> list[tuple[str, str, str]]:
+    pairs = [task.preference_pair(r) for r in load_records(data, hub_dataset=True)]
+    if not pairs:
+        raise UserError(f"data {data}: no records")
     return pairs

@@ -1,20 +1,73 @@
-"""A Hugging Face sequence-classification model as R(x, y), from the hub or a local path."""
+"""A Hugging Face sequence-classification model as R(x, y), from the hub or a local path.
+
+What text the model reads for (x, y) is its *text format*:
+- `plain`: x + y, the two strings joined (the IMDb and TL;DR classifiers of the paper);
+- `chat`: the conversation formatted with the reward model's own tokenizer and chat template
+  (the RM-Gemma style): `hh_turns(x)` + an assistant turn holding y, stripped.
+A directory written by `ple reward train` records the format it was trained on in
+`ple_reward.json`, and that format is used; any other model uses `chat` when its tokenizer
+has a chat template and `plain` otherwise.
+"""
 
 from __future__ import annotations
 
-import torch
+import json
+from pathlib import Path
 
 from ple.errors import UserError
+from ple.tasks import hh_turns
+
+TEXT_FORMATS = ("plain", "chat")
+REWARD_INFO_FILE = "ple_reward.json"  # written by `ple reward train` (ple.rewards.train)
+
+
+def reward_texts(tokenizer, text_format: str, queries: list[str],
+                 responses: list[str]) -> list[str]:
+    """The texts a reward model reads for the pairs (x, y), in `text_format`. Training
+    (`ple reward train`) and serving both call this, so they cannot drift apart."""
+    if text_format == "plain":
+        return [q + r for q, r in zip(queries, responses)]
+    return [tokenizer.apply_chat_template(
+                hh_turns(q) + [{"role": "assistant", "content": r.strip()}], tokenize=False)
+            for q, r in zip(queries, responses)]
+
+
+def adds_special_tokens(text_format: str) -> bool:
+    """A chat-formatted text already holds the template's special tokens (Gemma's <bos>):
+    tokenizing it must not add them a second time."""
+    return text_format == "plain"
+
+
+def saved_text_format(name: str) -> str | None:
+    """The text format recorded by `ple reward train` in a local directory, else None."""
+    info = Path(name) / REWARD_INFO_FILE
+    if not info.is_file():
+        return None
+    try:
+        value = json.loads(info.read_text(encoding="utf-8")).get("text_format")
+    except (json.JSONDecodeError, AttributeError, OSError) as e:
+        raise UserError(f"{info}: not a readable reward-model description "
+                        f"({e.__class__.__name__})") from None
+    if value not in TEXT_FORMATS:
+        raise UserError(f"{info}: `text_format` must be one of {', '.join(TEXT_FORMATS)}, "
+                        f"got {value!r}")
+    return value
 
 
 class ClassifierReward:
-    """R(x, y) = the logit of `label` for the text x + y (the single logit of a one-output
-    reward model). For a sentiment classifier, label 1 is the positive class, as the paper
-    uses for IMDb. Texts longer than the model's limit are cut at the end; how many were cut
-    is counted in `truncated` and reported in metrics.jsonl, never silent.
+    """R(x, y) = the logit of `label` for the text of (x, y) — x + y in the plain format —
+    (the single logit of a one-output reward model). For a sentiment classifier, label 1 is
+    the positive class, as the paper uses for IMDb. Texts longer than the model's limit
+    (`model_max_length`) are cut on the tokenizer's truncation side (the end, unless the
+    tokenizer says `left`, as `ple reward train` directories do); how many were cut is
+    counted in `truncated` and reported in metrics.jsonl, never silent.
+
+    `text_format` (`plain` or `chat`, see the module docstring) is chosen from the model
+    directory unless given.
     """
 
-    def __init__(self, name: str, label: int = 1, batch_size: int = 16):
+    def __init__(self, name: str, label: int = 1, batch_size: int = 16,
+                 text_format: str | None = None):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
@@ -33,20 +86,35 @@ class ClassifierReward:
         self._model.config.pad_token_id = self._tokenizer.pad_token_id
         self._label = 0 if num_labels == 1 else label
         self._batch_size = batch_size
+        if text_format is None:
+            text_format = saved_text_format(name) or (
+                "chat" if self._tokenizer.chat_template else "plain")
+        if text_format not in TEXT_FORMATS:
+            raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {text_format!r}")
+        self.text_format = text_format
         self.name = name
         self.truncated = 0
 
-    @torch.no_grad()
+    def texts(self, queries: list[str], responses: list[str]) -> list[str]:
+        """Exactly the strings the model scores for these pairs."""
+        return reward_texts(self._tokenizer, self.text_format, queries, responses)
+
     def score(self, queries: list[str], responses: list[str]) -> list[float]:
-        texts = [q + r for q, r in zip(queries, responses)]
+        import torch  # here, not at the top: `ple --help` should not wait for torch
+
+        texts = self.texts(queries, responses)
+        special = adds_special_tokens(self.text_format)
         limit = self._tokenizer.model_max_length
         scores = []
         for i in range(0, len(texts), self._batch_size):
             chunk = texts[i:i + self._batch_size]
-            lengths = [len(ids) for ids in self._tokenizer(chunk)["input_ids"]]
+            lengths = [len(ids) for ids in
+                       self._tokenizer(chunk, add_special_tokens=special)["input_ids"]]
             self.truncated += sum(n > limit for n in lengths)
-            batch = self._tokenizer(chunk, padding=True, truncation=True, return_tensors="pt")
+            batch = self._tokenizer(chunk, padding=True, truncation=True,
+                                    add_special_tokens=special, return_tensors="pt")
             batch = batch.to(self._model.device)
-            logits = self._model(**batch).logits
+            with torch.no_grad():  # batched, no grad
+                logits = self._model(**batch).logits
             scores.extend(logits[:, self._label].float().tolist())
         return scores

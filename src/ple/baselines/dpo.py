@@ -1,0 +1,60 @@
+"""DPO baseline with TRL's DPOTrainer. With LoRA the reference is the model with its adapter
+disabled (TRL's default for a PEFT model), so no second copy is kept.
+
+Pairs: HH chosen/rejected and TL;DR comparisons are human preferences. IMDb has none, so
+they are made as in the paper's online baselines: for each query, the initial policy samples
+two plain responses (one batched generate call for all queries), the reward
+model scores them against the plain query, the higher-scored one is `chosen`; pairs with
+equal scores carry no preference and are dropped, and counted.
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from ple.baselines.trl_run import TRLRun
+from ple.errors import UserError
+from ple.rewards import checked_scores
+from ple.rollout import decode, sample
+
+
+def generated_pairs(run: TRLRun, queries: list[str]) -> tuple[list, list[dict]]:
+    """(query, chosen, rejected) triples from the policy's own samples, and their rows for
+    samples.jsonl. Counts the generation budget in run.totals."""
+    a = run.args
+    prompts = [run.prompter.ids(q) for q in queries for _ in range(2)]
+    responses = sample(run.model, run.tokenizer, prompts, a.max_new_tokens, a.temperature,
+                       a.top_p, a.top_k)
+    run.totals["generated_responses"] += len(responses)
+    run.totals["generated_tokens"] += sum(len(r) for r in responses)
+    texts = decode(run.tokenizer, responses)
+    scores = checked_scores(run.reward, [q for q in queries for _ in range(2)], texts)
+    pairs, rows = [], []
+    for i, query in enumerate(queries):
+        (s1, t1), (s2, t2) = (scores[2 * i], texts[2 * i]), (scores[2 * i + 1], texts[2 * i + 1])
+        if s1 == s2:
+            continue
+        (sc, chosen), (sr, rejected) = ((s1, t1), (s2, t2)) if s1 > s2 else ((s2, t2), (s1, t1))
+        pairs.append((query, chosen, rejected))
+        rows.append({"query": query, "chosen": chosen, "rejected": rejected,
+                     "reward_chosen": sc, "reward_rejected": sr})
+    return pairs, rows
+
+
+def train_dpo(run: TRLRun, pairs: list[tuple[str, str, str]] | None = None,
+              queries: list[str] | None = None) -> dict:
+    """DPO on human `pairs`, or on pairs generated for `queries` (IMDb)."""
+    rows: list[dict] = []
+    if pairs is None:
+        pairs, rows = generated_pairs(run, queries)
+        dropped = len(queries) - len(pairs)
+        if dropped:
+            print(f"ple: dropped {dropped} of {len(queries)} generated pairs with equal rewards")
+        if not pairs:
+            raise UserError("method dpo: every generated pair had equal rewards; no preference "
+                            "to learn from")
+    dataset = Dataset.from_list([{"prompt": run.prompt(q), "chosen": c, "rejected": r}
+                                 for q, c, r in pairs])
+    return run.run(DPOTrainer, DPOConfig, dataset, samples=rows,
+                   max_length=run.args.max_prompt_tokens + run.args.max_new_tokens)

@@ -1,0 +1,109 @@
+"""The harness for methods TRL trains: SFT and DPO from a fixed dataset, RLOO online.
+
+TRL runs the optimisation; ple builds the dataset with the same prompts PLE samples from,
+adds the same LoRA, and writes the same output directory: config.yaml, metrics.jsonl (one
+row per optimizer step, with the cumulative budget), samples.jsonl, adapter/, the PNG
+and summary.json with the held-out evaluation before and after. The PNG is loss_curve.png:
+TRL's logs are the per-step metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import TrainerCallback
+
+from ple.config import PLEConfig
+from ple.evaluation.heldout import evaluate_plain
+from ple.models import add_lora
+from ple.online import length_filter, make_prompter
+from ple.plot import plot_loss_curve
+from ple.rewards import RewardModel
+
+
+class MetricsWriter(TrainerCallback):
+    """Writes TRL's per-step logs to metrics.jsonl, with the run's cumulative budget."""
+
+    def __init__(self, path: Path, totals: dict):
+        self.path, self.totals, self.rows = path, totals, []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:  # the end-of-training summary is not a step
+            return
+        self.totals["optimizer_steps"] = state.global_step
+        row = {"step": state.global_step, **logs, **self.totals}
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class TRLRun:
+    """Set-up shared by the TRL methods: prompts, LoRA, output directory, evaluation."""
+
+    def __init__(self, args: PLEConfig, model, tokenizer, reward: RewardModel,
+                 eval_queries: list[str] | None = None):
+        self.args, self.tokenizer, self.reward = args, tokenizer, reward
+        self.prompter = make_prompter(args, tokenizer)
+        self.eval_queries = length_filter(self.prompter, eval_queries or [],
+                                          args.max_prompt_tokens, "eval")[0]
+        torch.manual_seed(args.seed)
+        self.model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout) \
+            if args.use_lora else model
+        self.frozen_base = None
+        if not args.use_lora and self.eval_queries:
+            import copy
+
+            self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
+        self.out = Path(args.output_dir)
+        self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
+
+    def prompt(self, query: str) -> str:
+        """The prompt text PLE samples from for this query (chat template or raw)."""
+        return self.prompter.text(query, guided=False)
+
+    def evaluate(self) -> dict:
+        return evaluate_plain(self.model, self.tokenizer, self.prompter, self.reward,
+                              self.eval_queries, self.args, self.frozen_base)
+
+    def trl_args(self, config_class, **method_args):
+        a = self.args
+        defaults = dict(
+            output_dir=str(self.out / "trl"), max_steps=a.max_steps,
+            per_device_train_batch_size=a.batch_size, learning_rate=a.learning_rate,
+            # Constant, as in ple's online methods, so equal budgets mean equal updates.
+            lr_scheduler_type="constant", max_grad_norm=a.max_grad_norm, seed=a.seed,
+            logging_steps=1, save_strategy="no", report_to="none",
+            bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
+        return config_class(**{**defaults, **method_args})
+
+    def run(self, trainer_class, config_class, dataset, samples: list[dict],
+            trainer_args: dict | None = None, **method_args) -> dict:
+        """Train with TRL and write the output directory; returns the summary."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(self.args.to_dict(),
+                                                             sort_keys=False))
+        (self.out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+        (self.out / "metrics.jsonl").write_text("")
+        summary = {"examples": len(dataset)}
+        if self.eval_queries:
+            summary["eval_before"] = self.evaluate()
+        writer = MetricsWriter(self.out / "metrics.jsonl", self.totals)
+        self.tokenizer.padding_side = "right"  # TRL pads training batches on the right
+        trainer = trainer_class(model=self.model, args=self.trl_args(config_class, **method_args),
+                                train_dataset=dataset, processing_class=self.tokenizer,
+                                callbacks=[writer], **(trainer_args or {}))
+        trainer.train()
+        self.tokenizer.padding_side = "left"
+        self.model.save_pretrained(self.out / ("adapter" if self.args.use_lora else "model"),
+                                   safe_serialization=True)
+        if not self.args.use_lora:
+            self.tokenizer.save_pretrained(self.out / "model")
+        plot_loss_curve(writer.rows, self.out / "loss_curve.png")
+        if self.eval_queries:
+            summary["eval_after"] = self.evaluate()
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+

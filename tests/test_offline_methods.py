@@ -1,0 +1,116 @@
+"""SFT and DPO through TRL, in the same output contract, on the tiny model."""
+
+import gzip
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_ple
+from ple.models import load_policy
+
+
+def unchanged_lora(adapter_dir) -> list[str]:
+    """Adapter tensors equal to their initial values (the run seeds LoRA's init with 0)."""
+    from ple.models import add_lora
+
+    torch.manual_seed(0)
+    initial = {n.replace(".default", ""): p.detach() for n, p in
+               add_lora(load_policy("tiny", seed=0)[0], 8, 16, 0.0).named_parameters()
+               if p.requires_grad}
+    trained = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    assert trained.keys() == initial.keys()
+    return [n for n in trained if torch.equal(trained[n], initial[n])]
+
+
+def check_contract(out, steps):
+    for name in ("config.yaml", "metrics.jsonl", "samples.jsonl", "loss_curve.png",
+                 "summary.json", "adapter/adapter_model.safetensors"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))
+    assert all(isinstance(r["loss"], float) for r in rows)
+    assert rows[-1]["optimizer_steps"] == steps
+    return rows
+
+
+def test_sft_on_imdb_positive_reviews(tmp_path):
+    data = tmp_path / "imdb.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Review {i}: a warm, funny and moving film "
+                                                f"that I loved from start to end", "label": i % 2})
+                            + "\n" for i in range(8)))
+    out = tmp_path / "sft"
+    result = run_ple("train", "--method", "sft", "--model", "tiny", "--data", data,
+                     "--max-steps", "2", "--batch-size", "2", "--learning-rate", "1e-2",
+                     "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = check_contract(out, 2)
+    assert rows[-1]["generated_responses"] == 0
+    assert json.loads((out / "summary.json").read_text())["examples"] == 4  # label 1 only
+    assert unchanged_lora(out / "adapter") == []
+
+
+def test_dpo_on_hh_human_pairs(tmp_path):
+    data = tmp_path / "hh.jsonl.gz"
+    with gzip.open(data, "wt") as f:
+        for i in range(4):
+            f.write(json.dumps({"chosen": f"\n\nHuman: Question {i}?\n\nAssistant: A kind answer.",
+                                "rejected": f"\n\nHuman: Question {i}?\n\nAssistant: Go away."})
+                    + "\n")
+    out = tmp_path / "dpo"
+    result = run_ple("train", "--method", "dpo", "--task", "hh", "--model", "tiny", "--data",
+                     data, "--max-steps", "2", "--batch-size", "2", "--learning-rate", "1e-2",
+                     "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    check_contract(out, 2)
+    assert unchanged_lora(out / "adapter") == []
+
+
+def test_dpo_on_imdb_makes_pairs_from_ranked_samples(tmp_path):
+    out = tmp_path / "dpo"
+    result = run_ple("train", "--method", "dpo", "--model", "tiny", "--max-steps", "2",
+                     "--batch-size", "2", "--max-new-tokens", "12", "--learning-rate", "1e-2",
+                     "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = check_contract(out, 2)
+    samples = [json.loads(line) for line in open(out / "samples.jsonl")]
+    assert samples and all(s["reward_chosen"] > s["reward_rejected"] for s in samples)
+    assert rows[-1]["generated_responses"] == 2 * 64  # two samples per built-in query
+
+
+@pytest.mark.parametrize("method,task,message", [
+    ("sft", "imdb", "config key `data`: method sft needs supervised data"),
+    ("dpo", "tldr", "config key `data`: method dpo needs preference pairs for task tldr"),
+])
+def test_methods_without_their_data_refuse(method, task, message, tmp_path):
+    result = run_ple("train", "--method", method, "--task", task, "--model", "tiny",
+                     "--reward", "vader", "--output-dir", tmp_path / "o")
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_dpo_data_without_pairs_names_the_field(tmp_path):
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"prompt": "SUBREDDIT: r/x\n\nTL;DR:", "chosen": " a"}) + "\n")
+    result = run_ple("train", "--method", "dpo", "--task", "tldr", "--model", "tiny",
+                     "--data", data, "--output-dir", tmp_path / "o")
+    assert result.returncode == 2
+    assert f"{data}:1: field `rejected` must be a non-empty string" in result.stderr
+
+
+def test_rloo_through_trl(tmp_path):
+    # VADER scores the tiny model's token soup 0 for both samples: no advantage, no update.
+    (tmp_path / "chars.py").write_text("def score(prompts, completions):\n"
+                                       "    return [len(c) / 10 for c in completions]\n")
+    out = tmp_path / "rloo"
+    result = run_ple("train", "--method", "rloo", "--model", "tiny", "--max-steps", "2",
+                     "--batch-size", "2", "--max-new-tokens", "8", "--learning-rate", "1e-2",
+                     "--reward", "chars:score", "--output-dir", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = check_contract(out, 2)
+    # Two responses per query, two queries per step.
+    assert rows[-1]["generated_responses"] == 8
+    samples = [json.loads(line) for line in open(out / "samples.jsonl")]
+    assert [s["step"] for s in samples] == [1] * 4 + [2] * 4
+    assert unchanged_lora(out / "adapter") == []
