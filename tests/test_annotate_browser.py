@@ -293,8 +293,9 @@ def screenshots(out: Path) -> None:
                 choice = "equal" if pref == "equal" else \
                     ("1" if (pref == "A") == (order == 0) else "2")
                 store.add(f"annotator {a}", pair, order, 0, choice)
-    result = run_ple("annotate", "report", "--db", db, "--label-a", "PLE",
-                     "--label-b", "SFT")
+    # Simulated judgments: the labels say so, so the picture is never mistaken for a result.
+    result = run_ple("annotate", "report", "--db", db, "--label-a", "model A",
+                     "--label-b", "model B")
     assert result.returncode == 0, result.stderr
     print(result.stdout)
     shutil.copy(sim / "annotate_report.png", out / "annotate-report.png")
