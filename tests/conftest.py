@@ -50,3 +50,16 @@ def run_ple(*args, cwd=None) -> Result:
         os.chdir(old_cwd)
         sys.path[:] = old_path
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def trainable_snapshot(model) -> dict:
+    """Copies of the trainable parameters, to check later that training changed them."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def unchanged_parameters(model, snapshot: dict) -> list[str]:
+    """Names of snapshot parameters that still hold exactly their snapshot values."""
+    import torch
+
+    now = dict(model.named_parameters())
+    return [n for n, p in snapshot.items() if torch.equal(p, now[n].detach())]

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-import torch
+
+from conftest import trainable_snapshot, unchanged_parameters
 
 from ple.config import load_config
 from ple.models import load_policy
@@ -21,11 +22,9 @@ def test_two_ple_steps_on_default_model(tmp_path):
     model, tokenizer = load_policy("default")
     assert model.config.model_type == "llama" and model.num_parameters() > 100e6
     trainer = PLETrainer(cfg, model, tokenizer, VaderReward(), builtin_queries("imdb", "train"))
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
-              if p.requires_grad}
+    before = trainable_snapshot(trainer.model)
     trainer.train()
-    after = dict(trainer.model.named_parameters())
-    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+    assert unchanged_parameters(trainer.model, before) == []
     rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
     assert len(rows) == 4
     # A real pretrained model writes words, not the tiny model's token soup.

@@ -3,10 +3,9 @@
 import json
 
 import pytest
-import torch
 import yaml
 
-from conftest import run_ple
+from conftest import run_ple, trainable_snapshot, unchanged_parameters
 from ple.baselines.raft import RAFTTrainer
 from ple.config import load_config
 from ple.models import load_policy
@@ -20,11 +19,9 @@ def test_raft_trains_every_parameter_and_keeps_the_best(tmp_path):
     model, tokenizer = load_policy("tiny", seed=0)
     trainer = RAFTTrainer(cfg, model, tokenizer, VaderReward(),
                           ["The film opens with", "I expected more from", "Nobody told me"])
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
-              if p.requires_grad}
+    before = trainable_snapshot(trainer.model)
     trainer.train()
-    after = dict(trainer.model.named_parameters())
-    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+    assert unchanged_parameters(trainer.model, before) == []
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(isinstance(r["loss"], float) for r in rows)

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-import torch
+
+from conftest import trainable_snapshot, unchanged_parameters
 from peft import PeftModel
 
 from ple.config import load_config
@@ -26,13 +27,10 @@ def make_trainer(tmp_path, reward=None, **overrides):
 
 def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
     trainer = make_trainer(tmp_path)
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
-              if p.requires_grad}
+    before = trainable_snapshot(trainer.model)
     assert before and all("lora_" in n for n in before)
     trainer.train()
-    after = dict(trainer.model.named_parameters())
-    unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
-    assert unchanged == []
+    assert unchanged_parameters(trainer.model, before) == []
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(isinstance(r["loss"], float) and r["loss"] == r["loss"] for r in rows)
@@ -44,10 +42,9 @@ def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
 
 def test_full_finetuning_changes_every_weight(tmp_path):
     trainer = make_trainer(tmp_path, use_lora=False, learning_rate=1e-2)
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    before = trainable_snapshot(trainer.model)
     trainer.train()
-    after = dict(trainer.model.named_parameters())
-    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+    assert unchanged_parameters(trainer.model, before) == []
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
 
@@ -108,11 +105,9 @@ def test_sft_warmup_trains_on_supervised_pairs(tmp_path):
     model, tokenizer = load_policy("tiny", seed=0)
     trainer = PLETrainer(cfg, model, tokenizer, VaderReward(), QUERIES,
                          sft_pairs=load_sft_pairs(TASKS["imdb"], str(data)))
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
-              if p.requires_grad}
+    before = trainable_snapshot(trainer.model)
     trainer._sft_warmup()
-    after = dict(trainer.model.named_parameters())
-    assert [n for n, p in before.items() if torch.equal(p, after[n].detach())] == []
+    assert unchanged_parameters(trainer.model, before) == []
 
 
 def test_batch_larger_than_query_set_cycles_through_it(tmp_path):
@@ -159,10 +154,8 @@ def test_ablation_without_weighted_sft_trains_only_rank_pairs(tmp_path):
     module.score = lambda prompts, completions: [0.0] * len(completions)
     trainer = make_trainer(tmp_path / "b", reward=FunctionReward("halves_reward:score"),
                            ablation="no_wsft")
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
-              if p.requires_grad}
+    before = trainable_snapshot(trainer.model)
     trainer.train()
     rows = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
     assert [r["n_updates"] for r in rows] == [0, 0]
-    after = dict(trainer.model.named_parameters())
-    assert all(torch.equal(p, after[n].detach()) for n, p in before.items())
+    assert len(unchanged_parameters(trainer.model, before)) == len(before)
