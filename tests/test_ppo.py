@@ -81,6 +81,7 @@ def test_ppo_full_fine_tuning_keeps_a_frozen_reference(tmp_path):
     trainer = make_trainer(tmp_path / "full", use_lora=False, max_steps=1, ppo_epochs=1)
     before = {n: p.detach().clone() for n, p in trainer._trainable().items()}
     reference = {n: p.detach().clone() for n, p in trainer.reference.named_parameters()}
+    assert len(before) == len(reference) + 2  # every weight, and the value head
     trainer.train()
     assert unchanged(trainer, before) == []
     assert all(torch.equal(p, reference[n]) for n, p in trainer.reference.named_parameters())
