@@ -67,3 +67,14 @@ def test_out_of_range_values_name_the_key(key, value, rule):
 def test_unknown_override_key():
     with pytest.raises(UserError, match="unknown config key `nope`"):
         load_config(None, {"nope": 1})
+
+
+def test_every_shipped_config_loads():
+    from conftest import REPO
+
+    configs = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(configs) == 18  # 3 tasks x 6 methods
+    for path in configs:
+        cfg = load_config(str(path))
+        task, method = path.stem.split("-")
+        assert (cfg.task, cfg.method) == (task, method)
