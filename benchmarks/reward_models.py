@@ -33,9 +33,9 @@ RUNS = {
         "kind": "classifier",
         "data": SHARED / "imdb" / "train.jsonl",
         "eval_data": SHARED / "imdb" / "test.jsonl",
-        "flags": ["--max-train-examples", "640", "--max-eval-examples", "500",
-                  "--max-length", "128", "--batch-size", "8", "--epochs", "1",
-                  "--learning-rate", "3e-4"],
+        "flags": ["--max-train-examples", "1600", "--probe-examples", "1600",
+                  "--max-steps", "80", "--max-eval-examples", "1000", "--max-length", "128",
+                  "--batch-size", "8"],
         "probe": ("", ["This movie was wonderful, the acting superb and I loved every minute.",
                        "This movie was terrible, boring and far too long. I hated it."]),
     },
@@ -43,8 +43,8 @@ RUNS = {
         "kind": "preference",
         "data": SHARED / "tldr" / "pref_train.jsonl",
         "eval_data": SHARED / "tldr" / "pref_test.jsonl",
-        "flags": ["--max-train-examples", "480", "--max-length", "96", "--batch-size", "8",
-                  "--epochs", "1", "--learning-rate", "3e-4"],
+        "flags": ["--probe-examples", "1403", "--max-steps", "60", "--max-length", "96",
+                  "--batch-size", "8"],
         "probe": None,  # filled from the first held-out pair
     },
 }

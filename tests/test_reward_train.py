@@ -41,8 +41,10 @@ def preference_rows() -> list[dict]:
 
 
 def reward_train(*args: str) -> int:
+    """In process, as `ple reward train`; the head starts random unless --probe-examples is
+    given, so that a falling loss shows the fine-tuning itself works."""
     return main(["reward", "train", "--base", "tiny", "--learning-rate", "1e-2",
-                 "--warmup-ratio", "0", *args])
+                 "--warmup-ratio", "0", "--probe-examples", "0", *args])
 
 
 def tiny_base(num_labels: int):
@@ -146,6 +148,25 @@ def test_classifier_dir_serves_label_1_logit(classifier_dir):
                                         [" was great", " awful", " fun"], label=1)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_training_cuts_texts_on_the_side_serving_cuts(tmp_path, side):
+    from transformers import AutoTokenizer
+
+    from ple.rewards.train import RewardTrainConfig, encode, load_base_tokenizer
+
+    cfg = RewardTrainConfig(kind="classifier", data="d", output_dir="o", max_length=4,
+                            truncation_side=side)
+    tokenizer = load_base_tokenizer("tiny", side)
+    text = "one two three four five six seven eight"
+    full = tokenizer(text)["input_ids"]
+    encoded = encode(tokenizer, cfg, [("", text), ("", "one two")])
+    assert encoded.ids[0] == (full[-4:] if side == "left" else full[:4])
+    assert encoded.ids[1] == tokenizer("one two")["input_ids"] and encoded.truncated == 1
+    tokenizer.save_pretrained(tmp_path)
+    served = AutoTokenizer.from_pretrained(tmp_path)
+    assert served(text, truncation=True, max_length=4)["input_ids"] == encoded.ids[0]
+
+
 def test_preference_trains_with_trl_and_reports(preference_dir):
     result = json.loads((preference_dir / "reward_eval.json").read_text())
     assert result["metric"] == "pairwise_accuracy"
@@ -196,6 +217,38 @@ def test_saved_classifier_is_a_reward_for_ple_train(classifier_dir, tmp_path):
     assert [r["reward"] for r in rows] == pytest.approx(expected, abs=1e-4)
     config = (out / "config.yaml").read_text()
     assert str(classifier_dir) in config
+
+
+# --- linear probing before fine-tuning ----------------------------------------------------
+
+def test_fit_probe_separates_and_undoes_the_scaling():
+    from ple.rewards.train import fit_probe
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    x[:, 0] *= 1000.0  # a feature on another scale (a "massive activation") that carries no signal
+    y = (x[:, 2] - 0.5 * x[:, 4] > 0).double()
+    w, info = fit_probe(x, y, seed=0)
+    assert ((x @ w > 0).double() == y).double().mean() > 0.95
+    assert info["fit_accuracy"] > 0.95 and info["l2"] in (1e-3, 1e-2, 1e-1, 1.0)
+    assert abs(w[2]) > 10 * abs(w[0]) * 1000.0  # w is for the unscaled features
+
+
+@pytest.mark.parametrize("kind", ["classifier", "preference"])
+def test_probe_starts_the_head_where_logistic_regression_puts_it(tmp_path, kind):
+    rows = classifier_rows() if kind == "classifier" else preference_rows()
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    out = tmp_path / "rm"
+    # a learning rate too small to matter: what the model knows comes from the probe
+    assert reward_train("--kind", kind, "--data", str(data), "--output-dir", str(out),
+                        "--eval-data", str(data), "--max-steps", "1", "--batch-size", "2",
+                        "--learning-rate", "1e-9", "--probe-examples", "100") == 0
+    result = json.loads((out / "reward_eval.json").read_text())
+    assert result["probe"]["examples"] == len(rows)
+    assert result["probe"]["fit_accuracy"] == 1.0  # 12 (or 8) points in 16 dimensions
+    assert result[result["metric"]] == 1.0  # held out = the training data here
+    with_probe = result["first_loss"]
+    assert with_probe < 0.6931 / 2  # a random head starts near log 2
 
 
 # --- a hub reward model with a chat template (the RM-Gemma style) --------------------------

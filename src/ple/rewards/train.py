@@ -11,8 +11,11 @@
 The base is any causal LM or encoder (hub id or directory), loaded as
 `AutoModelForSequenceClassification`; `default` (SmolLM2-135M-Instruct, LoRA r=8, α=16 on all
 linear layers of the backbone and a fully trained `score` head) or `tiny` (random, for tests).
-All data is checked before any model loads and before anything is written. At the end a
-held-out part is scored (accuracy, or pairwise accuracy) and the model is saved — the LoRA
+All data is checked before any model loads and before anything is written. The new head
+first starts as a linear probe (L2 logistic regression on the frozen base's features of up to
+`probe_examples` training examples), then everything trainable is fine-tuned (LP-FT): on 2
+CPU cores that is what makes a 135M-parameter model a usable classifier within minutes (see
+docs/reward-models.md). At the end a held-out part is scored (accuracy, or pairwise accuracy) and the model is saved — the LoRA
 adapter merged into the weights — as a directory that `AutoModelForSequenceClassification`
 and `AutoTokenizer` load, and that every method takes as `--reward`.
 
@@ -79,7 +82,12 @@ class RewardTrainConfig:
     max_steps: int | None = _field(None, "optimizer steps; overrides --epochs")
     batch_size: int = _field(8, "examples (classifier) or pairs (preference) per optimizer "
                              "step")
-    learning_rate: float = _field(2e-4, "peak AdamW learning rate (linear warm-up, then "
+    probe_examples: int = _field(512, "before fine-tuning, fit the new head as a linear "
+                                 "probe (L2 logistic regression on the frozen base model's "
+                                 "features) on up to this many training examples (pairs): "
+                                 "linear probing, then fine-tuning (LP-FT). 0: start from a "
+                                 "random head")
+    learning_rate: float = _field(1e-4, "peak AdamW learning rate (linear warm-up, then "
                                   "linear decay to 0)")
     head_learning_rate: float | None = _field(None, "peak learning rate of the new score "
                                               "head (none: --learning-rate)")
@@ -124,6 +132,8 @@ class RewardTrainConfig:
         for name in ("batch_size", "max_length", "lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
                 bad(name, getattr(self, name), "must be at least 1")
+        if self.probe_examples < 0:
+            bad("probe_examples", self.probe_examples, "must be at least 0")
         for name in ("max_steps", "max_train_examples", "max_eval_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -318,7 +328,9 @@ def _quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
-def load_base_tokenizer(base: str):
+def load_base_tokenizer(base: str, truncation_side: str = "left"):
+    """The base model's tokenizer, with a pad token and cutting on `truncation_side` — the
+    side training cuts on, and (saved with it) the side serving cuts on."""
     from transformers import AutoTokenizer
 
     if base in ("default", "tiny"):
@@ -342,6 +354,8 @@ def load_base_tokenizer(base: str):
         if tokenizer.eos_token is None:
             raise UserError(f"--base {base}: its tokenizer has neither a pad nor an eos token")
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.truncation_side = truncation_side
+    tokenizer.init_kwargs["truncation_side"] = truncation_side  # save_pretrained keeps it
     return tokenizer
 
 
@@ -376,6 +390,90 @@ def head_name(model) -> str | None:
         if hasattr(model, name):
             return name
     return None
+
+
+def pooled_features(model, head: str, ids: list[list[int]], batch_size: int, pad_id: int,
+                    desc: str):
+    """What the head reads for each text (the last real token's final hidden state for a
+    decoder, the pooled output for an encoder): the model run with its head swapped for the
+    identity, so the model's own pooling picks the position."""
+    import torch
+
+    original = getattr(model, head)
+    setattr(model, head, torch.nn.Identity())
+    try:
+        return score_ids(model, ids, batch_size, pad_id, desc)
+    finally:
+        setattr(model, head, original)
+
+
+def fit_probe(x, y, seed: int) -> tuple[Any, dict]:
+    """L2-regularised logistic regression without intercept on features scaled to unit
+    spread; the strength is chosen on a seeded fifth of the examples. Returns the weight
+    vector for the unscaled features and a description."""
+    import torch
+
+    scale = x.std(0) + 1e-6
+    z = x / scale
+
+    def fit(z, y, lam):
+        w = torch.zeros(z.shape[1], dtype=z.dtype, requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w, y) + lam * w @ w
+            loss.backward()
+            return loss
+        opt.step(closure)
+        return w.detach()
+
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, len(y) // 5)
+    val, fit_part = order[:n_val], order[n_val:]
+    losses = {}
+    for lam in (1e-3, 1e-2, 1e-1, 1.0):
+        w = fit(z[fit_part], y[fit_part], lam)
+        losses[lam] = torch.nn.functional.binary_cross_entropy_with_logits(
+            z[val] @ w, y[val]).item()
+    lam = min(losses, key=losses.get)
+    w = fit(z, y, lam)
+    accuracy = ((z @ w > 0).float() == y).float().mean().item()
+    return w / scale, {"l2": lam, "fit_accuracy": round(accuracy, 4)}
+
+
+def init_head_by_probe(cfg: RewardTrainConfig, model, head: str, train: list[Example],
+                       encoded: list[list[int]], rejected: list[list[int]] | None,
+                       pad_id: int) -> dict:
+    """Linear probing before fine-tuning: the head starts where logistic regression on the
+    frozen features puts it (Bradley–Terry on feature differences for pairs), so that
+    fine-tuning starts from a useful head instead of distorting the features to fit a random
+    one (Kumar et al. 2022, LP-FT)."""
+    import torch
+
+    started = time.time()
+    n = min(cfg.probe_examples, len(train))
+    pick = sorted(random.Random(cfg.seed + 3).sample(range(len(train)), n))
+    batch = max(cfg.batch_size, 16)
+    features = pooled_features(model, head, [encoded[i] for i in pick], batch, pad_id,
+                               "linear probe: features")
+    if rejected is None:
+        x, y = features, torch.tensor([float(train[i].label) for i in pick])
+    else:
+        diff = features - pooled_features(model, head, [rejected[i] for i in pick], batch,
+                                          pad_id, "linear probe: features (rejected)")
+        x, y = torch.cat([diff, -diff]), torch.cat([torch.ones(n), torch.zeros(n)])
+    w, info = fit_probe(x.double(), y.double(), cfg.seed)
+    module = getattr(model, head)
+    if not isinstance(module, torch.nn.Linear):
+        raise UserError(f"--base {cfg.base}: its `{head}` head is not one linear layer; give "
+                        f"--probe-examples 0")
+    with torch.no_grad():  # 2 outputs: logit(1) - logit(0) = w.h; 1 output: r = w.h
+        weight = torch.stack([-w / 2, w / 2]) if rejected is None else w[None]
+        module.weight.copy_(weight.to(module.weight.dtype))
+        if module.bias is not None:
+            module.bias.zero_()
+    return {"examples": n, **info, "seconds": round(time.time() - started, 1)}
 
 
 def trainable(cfg: RewardTrainConfig, model):
@@ -444,14 +542,16 @@ def _batches(ids: list[list[int]], size: int, pad_id: int):
         yield {"input_ids": input_ids, "attention_mask": mask}
 
 
-def score_ids(model, ids: list[list[int]], batch_size: int, pad_id: int):
+def score_ids(model, ids: list[list[int]], batch_size: int, pad_id: int, desc: str):
     """Logits (n, num_labels) for token-id lists: batched, no grad, eval mode."""
     import torch
+    from tqdm.auto import tqdm
 
     model.eval()
     rows = []
     with torch.no_grad():
-        for batch in _batches(ids, batch_size, pad_id):
+        for batch in tqdm(_batches(ids, batch_size, pad_id), desc=desc, unit="batch",
+                          total=math.ceil(len(ids) / batch_size)):
             rows.append(model(**batch).logits.float())
     return torch.cat(rows)
 
@@ -542,8 +642,6 @@ def save_reward_model(cfg: RewardTrainConfig, model, tokenizer, result: dict) ->
     try:
         model.save_pretrained(tmp)
         tokenizer.model_max_length = cfg.max_length
-        tokenizer.truncation_side = cfg.truncation_side
-        tokenizer.init_kwargs["truncation_side"] = cfg.truncation_side  # saved only from here
         tokenizer.save_pretrained(tmp)
         info = {"written_by": "ple reward train", "kind": cfg.kind,
                 "text_format": cfg.text_format, "max_length": cfg.max_length,
@@ -565,7 +663,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict:
     cfg.check()
     check_output_dir(cfg)
     train, held_out, dropped = split_examples(cfg)
-    tokenizer = load_base_tokenizer(cfg.base)
+    tokenizer = load_base_tokenizer(cfg.base, cfg.truncation_side)
     if cfg.text_format == "chat" and not tokenizer.chat_template:
         raise UserError(f"--text-format chat: the tokenizer of --base {cfg.base} has no chat "
                         f"template")
@@ -577,11 +675,18 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict:
     model = load_base_model(cfg.base, 1 if preference else 2, tokenizer, cfg.seed)
     pad_id = tokenizer.pad_token_id
     head = head_name(model)
+    train_c = encode(tokenizer, cfg, [e.chosen for e in train])
+    train_r = encode(tokenizer, cfg, [e.rejected for e in train]) if preference else None
+    probe = None
+    if cfg.probe_examples:
+        if head is None:
+            raise UserError(f"--base {cfg.base}: model class {type(model).__name__} has no "
+                            f"`score` or `classifier` head to probe; give --probe-examples 0")
+        probe = init_head_by_probe(cfg, model, head, train, train_c.ids,
+                                   train_r.ids if train_r else None, pad_id)
     model = trainable(cfg, model)
     optimizer = make_optimizer(cfg, model, head)
     if preference:
-        train_c, train_r = (encode(tokenizer, cfg, [e.chosen for e in train]),
-                            encode(tokenizer, cfg, [e.rejected for e in train]))
         eval_c, eval_r = (encode(tokenizer, cfg, [e.chosen for e in held_out]),
                           encode(tokenizer, cfg, [e.rejected for e in held_out]))
         with tempfile.TemporaryDirectory(prefix="ple-reward-") as work_dir:
@@ -590,24 +695,24 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict:
         train_truncated = train_c.truncated + train_r.truncated
         eval_truncated = eval_c.truncated + eval_r.truncated
     else:
-        train_enc = encode(tokenizer, cfg, [e.chosen for e in train])
         eval_enc = encode(tokenizer, cfg, [e.chosen for e in held_out])
-        log = train_classifier(cfg, model, optimizer, train_enc.ids, [e.label for e in train],
+        log = train_classifier(cfg, model, optimizer, train_c.ids, [e.label for e in train],
                                pad_id)
-        train_truncated, eval_truncated = train_enc.truncated, eval_enc.truncated
+        train_truncated, eval_truncated = train_c.truncated, eval_enc.truncated
     train_seconds = time.time() - started
     model = _merged(model)
     started = time.time()
     eval_batch = max(cfg.batch_size, 16)
     if preference:
-        r_chosen = score_ids(model, eval_c.ids, eval_batch, pad_id)[:, 0]
-        r_rejected = score_ids(model, eval_r.ids, eval_batch, pad_id)[:, 0]
+        r_chosen = score_ids(model, eval_c.ids, eval_batch, pad_id, "held out (chosen)")[:, 0]
+        r_rejected = score_ids(model, eval_r.ids, eval_batch, pad_id,
+                               "held out (rejected)")[:, 0]
         metric = {"metric": "pairwise_accuracy",
                   "pairwise_accuracy": (r_chosen > r_rejected).float().mean().item(),
                   "ties": int((r_chosen == r_rejected).sum().item()),
                   "mean_margin": (r_chosen - r_rejected).mean().item()}
     else:
-        logits = score_ids(model, eval_enc.ids, eval_batch, pad_id)
+        logits = score_ids(model, eval_enc.ids, eval_batch, pad_id, "held out")
         labels = torch.tensor([e.label for e in held_out])
         metric = {"metric": "accuracy",
                   "accuracy": (logits.argmax(-1) == labels).float().mean().item(),
@@ -621,7 +726,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict:
         "train_texts_truncated": train_truncated, "eval_texts_truncated": eval_truncated,
         "texts_per_example": 2 if preference else 1,
         "max_length": cfg.max_length, "truncation_side": cfg.truncation_side,
-        "steps": total_steps(cfg, len(train)),
+        "steps": total_steps(cfg, len(train)), "probe": probe,
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.time() - started, 1),
         "first_loss": log[0]["loss"] if log else None,
         "last_loss": log[-1]["loss"] if log else None,
