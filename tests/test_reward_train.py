@@ -4,6 +4,7 @@ reward model with a chat template) as `--reward`."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -235,20 +236,53 @@ def test_fit_probe_separates_and_undoes_the_scaling():
 
 
 @pytest.mark.parametrize("kind", ["classifier", "preference"])
-def test_probe_starts_the_head_where_logistic_regression_puts_it(tmp_path, kind):
-    rows = classifier_rows() if kind == "classifier" else preference_rows()
-    data = write_jsonl(tmp_path / "d.jsonl", rows)
+def test_probe_sets_the_head_to_the_fitted_regression(kind):
+    from ple.rewards.train import (PROBE_L2, RewardTrainConfig, encode, fit_probe,
+                                   init_head_by_probe, load_base_tokenizer, pooled_features,
+                                   read_examples, score_ids)
+
+    preference = kind == "preference"
+    cfg = RewardTrainConfig(kind=kind, data="d", output_dir="o", probe_examples=100)
+    tokenizer = load_base_tokenizer("tiny")
+    model = tiny_base(1 if preference else 2)
+    before = model.score.weight.detach().clone()
+    rows = preference_rows() if preference else classifier_rows()
+    path = write_jsonl(Path(tempfile.mkdtemp()) / "d.jsonl", rows)
+    train, _ = read_examples(str(path), kind)
+    chosen = encode(tokenizer, cfg, [e.chosen for e in train]).ids
+    rejected = encode(tokenizer, cfg, [e.rejected for e in train]).ids if preference else None
+    pad = tokenizer.pad_token_id
+    info = init_head_by_probe(cfg, model, "score", train, chosen, rejected, pad)
+    assert info["examples"] == len(rows) and info["l2"] in PROBE_L2
+
+    features = pooled_features(model, "score", chosen, 16, pad, "f").double()
+    if preference:
+        diff = features - pooled_features(model, "score", rejected, 16, pad, "f").double()
+        x = torch.cat([diff, -diff])
+        y = torch.cat([torch.ones(len(rows)), torch.zeros(len(rows))]).double()
+        groups = [e.chosen[0] for e in train] * 2
+    else:
+        x, y, groups = features, torch.tensor([float(e.label) for e in train]).double(), None
+    w, again = fit_probe(x, y, cfg.seed, groups)
+    assert again == {k: v for k, v in info.items() if k in again}
+    expected = w[None] if preference else torch.stack([-w / 2, w / 2])
+    assert not torch.equal(model.score.weight, before)
+    assert torch.allclose(model.score.weight.double(), expected, atol=1e-6)
+    # what the model now says: logit(1) − logit(0) (or the single logit) = w · features
+    logits = score_ids(model, chosen, 16, pad, "s").double()
+    said = logits[:, 0] if preference else logits[:, 1] - logits[:, 0]
+    assert torch.allclose(said, features @ w, atol=1e-4)
+
+
+def test_probe_runs_before_fine_tuning_in_the_command(tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", classifier_rows())
     out = tmp_path / "rm"
-    # a learning rate too small to matter: what the model knows comes from the probe
-    assert reward_train("--kind", kind, "--data", str(data), "--output-dir", str(out),
-                        "--eval-data", str(data), "--max-steps", "1", "--batch-size", "2",
-                        "--learning-rate", "1e-9", "--probe-examples", "100") == 0
+    assert reward_train("--kind", "classifier", "--data", str(data), "--output-dir", str(out),
+                        "--max-steps", "1", "--batch-size", "2",
+                        "--probe-examples", "5") == 0
     result = json.loads((out / "reward_eval.json").read_text())
-    assert result["probe"]["examples"] == len(rows)
-    assert result["probe"]["fit_accuracy"] == 1.0  # 12 (or 8) points in 16 dimensions
-    assert result[result["metric"]] == 1.0  # held out = the training data here
-    with_probe = result["first_loss"]
-    assert with_probe < 0.6931 / 2  # a random head starts near log 2
+    assert result["probe"]["examples"] == 5 and result["probe"]["seconds"] >= 0
+    assert result["config"]["probe_examples"] == 5
 
 
 # --- a hub reward model with a chat template (the RM-Gemma style) --------------------------

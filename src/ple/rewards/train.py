@@ -407,10 +407,15 @@ def pooled_features(model, head: str, ids: list[list[int]], batch_size: int, pad
         setattr(model, head, original)
 
 
-def fit_probe(x, y, seed: int) -> tuple[Any, dict]:
+PROBE_L2 = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def fit_probe(x, y, seed: int, groups: list | None = None) -> tuple[Any, dict]:
     """L2-regularised logistic regression without intercept on features scaled to unit
-    spread; the strength is chosen on a seeded fifth of the examples. Returns the weight
-    vector for the unscaled features and a description."""
+    spread. The strength is chosen on a seeded fifth of the `groups` (default: one per row):
+    rows of one group — the pairs of one prompt, a pair and its mirror image — are either all
+    fitted or all validated, so that validation does not see what was fitted. Returns the
+    weight vector for the unscaled features and a description."""
     import torch
 
     scale = x.std(0) + 1e-6
@@ -428,11 +433,14 @@ def fit_probe(x, y, seed: int) -> tuple[Any, dict]:
         opt.step(closure)
         return w.detach()
 
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, len(y) // 5)
-    val, fit_part = order[:n_val], order[n_val:]
+    groups = list(range(len(y))) if groups is None else groups
+    names = sorted(set(groups), key=str)
+    random.Random(seed).shuffle(names)
+    held = set(names[:max(1, len(names) // 5)])
+    in_val = torch.tensor([g in held for g in groups])
+    val, fit_part = in_val.nonzero()[:, 0], (~in_val).nonzero()[:, 0]
     losses = {}
-    for lam in (1e-3, 1e-2, 1e-1, 1.0):
+    for lam in PROBE_L2:
         w = fit(z[fit_part], y[fit_part], lam)
         losses[lam] = torch.nn.functional.binary_cross_entropy_with_logits(
             z[val] @ w, y[val]).item()
@@ -459,11 +467,13 @@ def init_head_by_probe(cfg: RewardTrainConfig, model, head: str, train: list[Exa
                                "linear probe: features")
     if rejected is None:
         x, y = features, torch.tensor([float(train[i].label) for i in pick])
-    else:
+        groups = None
+    else:  # Bradley–Terry: P(chosen > rejected) = σ(w·(h_chosen − h_rejected)), mirrored
         diff = features - pooled_features(model, head, [rejected[i] for i in pick], batch,
                                           pad_id, "linear probe: features (rejected)")
         x, y = torch.cat([diff, -diff]), torch.cat([torch.ones(n), torch.zeros(n)])
-    w, info = fit_probe(x.double(), y.double(), cfg.seed)
+        groups = [train[i].chosen[0] for i in pick] * 2  # by prompt
+    w, info = fit_probe(x.double(), y.double(), cfg.seed, groups)
     module = getattr(model, head)
     if not isinstance(module, torch.nn.Linear):
         raise UserError(f"--base {cfg.base}: its `{head}` head is not one linear layer; give "
