@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ple.annotate.command import add_arguments as add_annotate_arguments
 
     add_annotate_arguments(sub)
+
+    from ple.evaluation.winrate import add_arguments as add_winrate_arguments
+
+    add_winrate_arguments(sub)
     return parser
 
 
@@ -281,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             from ple.annotate.command import run as run_annotate
 
             run_annotate(args)
+        elif args.command == "winrate":
+            from ple.evaluation.winrate import run as run_winrate
+
+            run_winrate(args)
         else:
             cmd_generate(args)
     except UserError as e:
