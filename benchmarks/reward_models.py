@@ -27,14 +27,14 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# The measured settings. Each run must fit in about 25 minutes on 2 CPU cores.
+# The measured settings (docs/reward-models.md): about 30 and 15 minutes on 2 CPU cores.
 RUNS = {
     "imdb": {
         "kind": "classifier",
         "data": SHARED / "imdb" / "train.jsonl",
         "eval_data": SHARED / "imdb" / "test.jsonl",
         "flags": ["--max-train-examples", "1600", "--probe-examples", "1600",
-                  "--max-steps", "80", "--max-eval-examples", "1000", "--max-length", "128",
+                  "--max-steps", "80", "--max-eval-examples", "1000", "--max-length", "256",
                   "--batch-size", "8"],
         "probe": ("", ["This movie was wonderful, the acting superb and I loved every minute.",
                        "This movie was terrible, boring and far too long. I hated it."]),
