@@ -1,4 +1,4 @@
-"""The `ple` command: train, demo, generate.
+"""The `ple` command: train, demo, generate, eval.
 
 Every config field is also a flag (`--max-steps`, `--tau0`, ...); flags win over the YAML.
 Mistakes in what the user gave end in one line on stderr and exit code 2, before any model
@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ple.annotate.command import add_arguments as add_annotate_arguments
 
     add_annotate_arguments(sub)
+
+    from ple.evaluation.command import add_arguments as add_eval_arguments
+
+    add_eval_arguments(sub)
 
     from ple.evaluation.winrate import add_arguments as add_winrate_arguments
 
@@ -221,14 +225,13 @@ def cmd_demo(args) -> None:
 def cmd_generate(args) -> None:
     import torch
 
-    from ple.models import load_policy
+    from ple.models import check_adapter_dir, load_adapter, load_policy
     from ple.rollout import Prompter, decode, sample
 
     task = TASKS[args.task]
     queries = args.query or builtin_queries(args.task, "heldout")[:args.n]
-    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {args.adapter}: not a PEFT adapter directory "
-                        f"(no adapter_config.json)")
+    if args.adapter:
+        check_adapter_dir(args.adapter)
     model, tokenizer = load_policy(args.model, args.seed)
     prompter = Prompter(tokenizer, task, task.principle, tokenizer.chat_template is not None)
     prompts = [prompter.ids(q) for q in queries]
@@ -240,15 +243,7 @@ def cmd_generate(args) -> None:
     base = responses(model)
     tuned = None
     if args.adapter:
-        from peft import PeftModel
-
-        try:
-            tuned_model = PeftModel.from_pretrained(model, args.adapter)
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise UserError(f"--adapter {args.adapter}: does not fit model {args.model} "
-                            f"(trained on another base model? {e.__class__.__name__} while "
-                            f"loading its weights)") from None
-        tuned = responses(tuned_model)
+        tuned = responses(load_adapter(model, args.adapter, args.model))
     for i, query in enumerate(queries):
         print(f"### query\n{query.strip()}\n--- base\n{base[i].strip()}")
         if tuned:
@@ -285,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             from ple.annotate.command import run as run_annotate
 
             run_annotate(args)
+        elif args.command == "eval":
+            from ple.evaluation.command import run as run_eval
+
+            run_eval(args)
         elif args.command == "winrate":
             from ple.evaluation.winrate import run as run_winrate
 

@@ -129,3 +129,22 @@ def add_lora(model, r: int, alpha: int, dropout: float):
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def check_adapter_dir(adapter: str) -> None:
+    """Refuse a --adapter directory that is not a PEFT adapter, before any model loads."""
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {adapter}: not a PEFT adapter directory "
+                        f"(no adapter_config.json)")
+
+
+def load_adapter(model, adapter: str, model_name: str):
+    """`model` with the PEFT adapter in directory `adapter` on top (for inference)."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise UserError(f"--adapter {adapter}: does not fit model {model_name} "
+                        f"(trained on another base model? {e.__class__.__name__} while "
+                        f"loading its weights)") from None

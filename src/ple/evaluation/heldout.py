@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ple.config import PLEConfig
 from ple.evaluation.metrics import distinct_n, mean_and_se, perplexity
 from ple.rewards import RewardModel, checked_scores
 from ple.rollout import Prompter, decode, sample
@@ -13,28 +12,39 @@ from ple.sequences import pack, response_token_logprobs
 
 @torch.no_grad()
 def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
-                   queries: list[str], args: PLEConfig, frozen_base=None) -> dict:
+                   queries: list[str], args, frozen_base=None,
+                   batch_size: int | None = None) -> dict:
     """Plain responses (no principle) to `queries`: mean reward (n, standard error), their
     perplexity under the base model (the adapter disabled, or `frozen_base` after full
     fine-tuning), and distinct-1/2. The sampling seed is fixed and the caller's RNG is left
-    untouched, so evaluating does not change training."""
+    untouched, so evaluating does not change training.
+
+    `args` (a PLEConfig or an EvalConfig) gives seed, max_new_tokens, temperature, top_p and
+    top_k. Queries are generated and scored `batch_size` at a time (default: all at once),
+    which bounds memory for many."""
+    batch_size = batch_size or len(queries)
+    prompts = [prompter.ids(q) for q in queries]
+    chunks = [slice(i, i + batch_size) for i in range(0, len(prompts), batch_size)]
     with torch.random.fork_rng():
         torch.manual_seed(args.seed + 1)
-        prompts = [prompter.ids(q) for q in queries]
-        responses = sample(model, tokenizer, prompts, args.max_new_tokens, args.temperature,
-                           args.top_p, args.top_k)
+        responses = [r for c in chunks
+                     for r in sample(model, tokenizer, prompts[c], args.max_new_tokens,
+                                     args.temperature, args.top_p, args.top_k)]
     texts = decode(tokenizer, responses)
     scores = checked_scores(reward, queries, texts)
-    batch = pack(prompts, responses, tokenizer.pad_token_id)
-    if frozen_base is None:
-        with model.disable_adapter():
-            token_logps = response_token_logprobs(model, batch)
-    else:
-        token_logps = response_token_logprobs(frozen_base, batch)
+    logp_sum, n_tokens = 0.0, 0
+    for c in chunks:
+        batch = pack(prompts[c], responses[c], tokenizer.pad_token_id)
+        if frozen_base is None:
+            with model.disable_adapter():
+                token_logps = response_token_logprobs(model, batch)
+        else:
+            token_logps = response_token_logprobs(frozen_base, batch)
+        logp_sum += float(token_logps.sum())
+        n_tokens += int(batch["response_mask"].sum())
     mean, se = mean_and_se(scores)
     return {"n": len(scores), "reward_mean": mean, "reward_se": se,
-            "base_perplexity": perplexity(float(token_logps.sum()),
-                                          int(batch["response_mask"].sum())),
+            "base_perplexity": perplexity(logp_sum, n_tokens),
             "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
             "samples": [{"query": q, "response": t, "reward": s}
                         for q, t, s in zip(queries, texts, scores)]}

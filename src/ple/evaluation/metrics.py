@@ -27,3 +27,14 @@ def distinct_n(texts: list[str], n: int) -> float:
 def perplexity(token_logps_sum: float, n_tokens: int) -> float:
     """exp(mean negative log-likelihood per token)."""
     return math.exp(-token_logps_sum / n_tokens)
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
+    """sacrebleu corpus BLEU (0-100) of hypotheses against one reference each, with its
+    signature: 13a tokenisation, case-sensitive, exponential smoothing (sacrebleu's defaults),
+    so the number is comparable with any other default sacrebleu score."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU()
+    score = metric.corpus_score(hypotheses, [references]).score
+    return score, str(metric.get_signature())

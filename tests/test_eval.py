@@ -1,0 +1,314 @@
+"""`ple eval` on the tiny model: each number against an independent computation, the
+written samples, reproducibility, and bad input."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import run_ple
+
+POSITIVE = [
+    "A warm and funny film with a cast that clearly enjoyed every minute of making it.",
+    "I loved this movie from the first scene to the last, and the music is wonderful too.",
+    "One of the best films of the year: smart, moving, beautifully shot and very well acted.",
+    "The story is simple but the performances are so good that it never feels thin at all.",
+    "What a delight this was, a small film with a big heart and a lovely final act indeed.",
+    "Great fun for the whole family, with jokes for the adults and real charm for kids.",
+]
+NEGATIVE = ["A dull, lifeless film that wastes a fine cast on a script with nothing to say.",
+            "I wanted to like it, but the plot makes no sense and the ending is a cheat."]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def adapter_run(tmp_path_factory):
+    """A run directory as `ple train` leaves it (config.yaml naming the model, adapter/),
+    whose LoRA weights are random and large, so the adapter changes every number."""
+    from ple.models import add_lora, load_policy
+
+    out = tmp_path_factory.mktemp("eval") / "run"
+    model = add_lora(load_policy("tiny", seed=0)[0], 8, 16, 0.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    model.save_pretrained(out / "adapter", safe_serialization=True)
+    (out / "config.yaml").write_text("task: imdb\nmodel: tiny\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def imdb_test(tmp_path_factory):
+    """6 positive reviews (test examples), 2 negative and 1 short one (not test examples)."""
+    records = [{"text": t, "label": 1} for t in POSITIVE]
+    records += [{"text": t, "label": 0} for t in NEGATIVE]
+    records.append({"text": "Loved it, simply loved it.", "label": 1})
+    return write_jsonl(tmp_path_factory.mktemp("data") / "test.jsonl", records)
+
+
+def run_eval(out, *args):
+    result = run_ple("eval", "--model", "tiny", "--max-new-tokens", "6", "--output-dir", out,
+                     *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Wrote {out}/eval.json and eval_samples.jsonl" in result.stdout
+    return (json.loads((Path(out) / "eval.json").read_text()),
+            [json.loads(line) for line in open(Path(out) / "eval_samples.jsonl")])
+
+
+def tiny_policy(adapter=None):
+    from peft import PeftModel
+
+    from ple.models import load_policy
+
+    model, tokenizer = load_policy("tiny", seed=0)
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.eval(), tokenizer
+
+
+def prompter(tokenizer, task="imdb", chat=True):
+    from ple.rollout import Prompter
+    from ple.tasks import TASKS
+
+    return Prompter(tokenizer, TASKS[task], TASKS[task].principle, chat)
+
+
+def nll_sum(model, prompt: list[int], target: list[int]) -> float:
+    """-log p(target | prompt): one unpadded forward pass and cross-entropy."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + target])).logits[0]
+    return float(F.cross_entropy(logits[len(prompt) - 1:-1], torch.tensor(target),
+                                 reduction="sum"))
+
+
+@pytest.mark.parametrize("chat", [True, False])
+def test_reference_perplexity_is_exp_mean_nll(adapter_run, imdb_test, tmp_path, chat):
+    # Batches of 3 mix lengths (left padding); 11 tokens cut about half the references.
+    result, rows = run_eval(tmp_path / "e", "--adapter", adapter_run / "adapter",
+                            "--test-data", imdb_test, "-n", "5", "--batch-size", "3",
+                            "--max-reference-tokens", "11", "--chat-template", str(chat).lower())
+    model, tokenizer = tiny_policy(adapter_run / "adapter")
+    p = prompter(tokenizer, chat=chat)
+    nll = base_nll = 0.0
+    tokens = cut = 0
+    for row in rows:
+        target = tokenizer(row["reference"], add_special_tokens=False)["input_ids"] + \
+            [tokenizer.eos_token_id]
+        if len(target) > 11:
+            target, cut = target[:11], cut + 1
+        nll += nll_sum(model, p.ids(row["query"]), target)
+        with model.disable_adapter():
+            base_nll += nll_sum(model, p.ids(row["query"]), target)
+        tokens += len(target)
+    assert result["reference_perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-4)
+    assert (result["reference_tokens"], result["references_truncated"]) == (tokens, cut)
+    assert 0 < cut < len(rows)
+    # Measured with the adapter on: the base model's number is another.
+    assert result["reference_perplexity"] != pytest.approx(math.exp(base_nll / tokens),
+                                                           rel=1e-3)
+
+
+def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_path,
+                                                   monkeypatch):
+    from ple.evaluation import heldout
+    from ple.evaluation.metrics import distinct_n
+
+    generated = []
+
+    def recording_sample(*args, **kwargs):
+        generated.extend(responses := real_sample(*args, **kwargs))
+        return responses
+
+    real_sample = heldout.sample
+    monkeypatch.setattr(heldout, "sample", recording_sample)
+    result, rows = run_eval(tmp_path / "e", "--adapter", adapter_run / "adapter",
+                            "--test-data", imdb_test, "--batch-size", "4")
+    base, tokenizer = tiny_policy()
+    p = prompter(tokenizer)
+    nll = sum(nll_sum(base, p.ids(row["query"]), ids) for row, ids in zip(rows, generated))
+    tokens = sum(len(ids) for ids in generated)
+    assert result["base_perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-4)
+    texts = [row["response"] for row in rows]
+    assert result["distinct_1"] == distinct_n(texts, 1)
+    assert result["distinct_2"] == distinct_n(texts, 2)
+
+
+def test_bleu_is_sacrebleu_corpus_bleu(tmp_path):
+    import sacrebleu
+
+    posts = [f"SUBREDDIT: r/test\n\nTITLE: Question {i}\n\nPOST: {text}\n\nTL;DR:"
+             for i, text in enumerate(POSITIVE[:4])]
+    first = write_jsonl(tmp_path / "a.jsonl", [{"prompt": p, "summary": " a summary"}
+                                               for p in posts])
+    _, rows = run_eval(tmp_path / "a", "--task", "tldr", "--reward", "vader",
+                       "--test-data", first)
+    # References that share words with the responses, so BLEU is far from 0. (Sampled, not
+    # greedy: the random model's greedy choice can be an empty response, and the seed
+    # makes the second run sample the same responses anyway.)
+    references = [rows[0]["response"], rows[1]["response"], " a summary", " another one"]
+    second = write_jsonl(tmp_path / "b.jsonl", [{"prompt": p, "summary": r}
+                                                for p, r in zip(posts, references)])
+    result, rows_b = run_eval(tmp_path / "b", "--task", "tldr", "--reward", "vader",
+                              "--test-data", second)
+    responses = [row["response"] for row in rows_b]
+    assert responses == [row["response"] for row in rows]
+    direct = sacrebleu.corpus_bleu(responses, [[row["reference"] for row in rows_b]])
+    assert result["bleu"] == pytest.approx(direct.score)
+    assert 10 < result["bleu"] < 100
+    assert result["bleu_signature"] == \
+        f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
+
+
+def test_samples_rows_complete_and_counts(imdb_test, tmp_path):
+    from ple.rewards.vader import VaderReward
+
+    result, rows = run_eval(tmp_path / "e", "--test-data", imdb_test, "-n", "4")
+    assert result["n"] == len(rows) == 4
+    assert (result["test_examples"], result["records_without_reference"],
+            result["queries_dropped_too_long"]) == (6, 3, 0)
+    queries = {" ".join(t.split()[:8]): " " + " ".join(t.split()[8:]) for t in POSITIVE}
+    for row in rows:
+        assert set(row) == {"query", "response", "reference", "reward"}
+        assert row["reference"] == queries[row["query"]]
+        assert row["reward"] == VaderReward().score([row["query"]], [row["response"]])[0]
+    rewards = [row["reward"] for row in rows]
+    mean = sum(rewards) / 4
+    se = math.sqrt(sum((r - mean) ** 2 for r in rewards) / 3 / 4)
+    assert (result["reward_mean"], result["reward_se"]) == (pytest.approx(mean),
+                                                            pytest.approx(se))
+    assert result["reward"] == "vader"
+
+
+def test_long_queries_are_dropped_and_counted(imdb_test, tmp_path):
+    from ple.models import load_tokenizer
+
+    raw = prompter(load_tokenizer("tiny"), chat=False)
+    lengths = [len(raw.ids(" ".join(t.split()[:8]))) for t in POSITIVE]
+    limit = min(lengths)
+    result, rows = run_eval(tmp_path / "e", "--test-data", imdb_test, "--chat-template",
+                            "false", "--max-prompt-tokens", str(limit))
+    assert result["queries_dropped_too_long"] == sum(n > limit for n in lengths) > 0
+    assert result["n"] == len(rows) == sum(n == limit for n in lengths)
+
+
+def test_builtin_heldout_queries_have_no_references(tmp_path):
+    result, rows = run_eval(tmp_path / "e", "-n", "3")
+    assert result["test_data"] == "(built-in imdb held-out queries)"
+    assert result["reference_perplexity"] is None and result["bleu"] is None
+    assert len(rows) == 3 and all(row["reference"] is None for row in rows)
+
+
+def test_greedy_and_seeded_sampling_are_reproducible(imdb_test, tmp_path):
+    runs = {}
+    for name, flags in [("g1", ["--greedy"]), ("g2", ["--greedy"]), ("s1", []), ("s2", [])]:
+        runs[name] = run_eval(tmp_path / name, "--test-data", imdb_test, "--batch-size", "1",
+                              *flags)
+    for a, b in [("g1", "g2"), ("s1", "s2")]:
+        assert runs[a][1] == runs[b][1]
+        strip = {k: v for k, v in runs[a][0].items() if k != "config"}
+        assert strip == {k: v for k, v in runs[b][0].items() if k != "config"}
+    assert runs["g1"][1] != runs["s1"][1]
+    # Greedy is greedy: transformers' own greedy search gives the same response.
+    model, tokenizer = tiny_policy()
+    row = runs["g1"][1][0]
+    ids = torch.tensor([prompter(tokenizer).ids(row["query"])])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         max_new_tokens=6, pad_token_id=tokenizer.pad_token_id)
+    assert tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True) == row["response"]
+
+
+# --- bad input: one line, exit 2, nothing written ------------------------------------------
+
+def assert_refused(result, message, out):
+    assert result.returncode == 2, result.stderr[-1500:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ple: error: ") and message in lines[0], lines
+    assert not (Path(out) / "eval.json").exists()
+
+
+def test_directory_that_is_not_an_adapter(tmp_path):
+    out = tmp_path / "e"
+    result = run_ple("eval", "--model", "tiny", "--adapter", tmp_path, "--output-dir", out)
+    assert_refused(result, f"--adapter {tmp_path}: not a PEFT adapter directory "
+                   f"(no adapter_config.json)", out)
+
+
+def other_tokenizer(path: Path) -> Path:
+    from ple.models import load_tokenizer
+
+    tokenizer = load_tokenizer("tiny")
+    tokenizer.add_tokens(["<not-in-the-base-vocabulary>"])
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_adapter_with_a_tokenizer_of_another_vocabulary(adapter_run, tmp_path):
+    adapter = shutil.copytree(adapter_run / "adapter", tmp_path / "adapter")
+    other_tokenizer(adapter)
+    out = tmp_path / "e"
+    result = run_ple("eval", "--model", "tiny", "--adapter", adapter, "--output-dir", out)
+    assert_refused(result, f"--adapter {adapter}: its tokenizer (the tokenizer in {adapter}, "
+                   f"49153 tokens) differs from model tiny's (49152 tokens; 1 token-id "
+                   f"entries differ)", out)
+
+
+def test_run_trained_on_a_model_with_another_vocabulary(adapter_run, tmp_path):
+    adapter = shutil.copytree(adapter_run / "adapter", tmp_path / "run" / "adapter")
+    other = other_tokenizer(tmp_path / "other-model")
+    config = (adapter_run / "config.yaml").read_text().replace("model: tiny",
+                                                               f"model: {other}")
+    (tmp_path / "run" / "config.yaml").write_text(config)
+    out = tmp_path / "e"
+    result = run_ple("eval", "--model", "tiny", "--adapter", adapter, "--output-dir", out)
+    assert_refused(result, f"its tokenizer (model {other} of {tmp_path / 'run' / 'config.yaml'}"
+                   f", 49153 tokens) differs from model tiny's", out)
+
+
+def test_adapter_checked_against_its_runs_model(adapter_run, imdb_test, tmp_path):
+    result, _ = run_eval(tmp_path / "e", "--adapter", adapter_run / "adapter", "-n", "1")
+    assert result["adapter_tokenizer"] == f"same model as {adapter_run / 'config.yaml'}"
+
+
+def test_empty_test_split(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "e"
+    result = run_ple("eval", "--model", "tiny", "--test-data", empty, "--output-dir", out)
+    assert_refused(result, f"--test-data {empty}: no records (an empty test split)", out)
+
+
+def test_test_split_without_a_test_example(tmp_path):
+    negatives = write_jsonl(tmp_path / "neg.jsonl", [{"text": t, "label": 0} for t in NEGATIVE])
+    out = tmp_path / "e"
+    result = run_ple("eval", "--model", "tiny", "--test-data", negatives, "--output-dir", out)
+    assert_refused(result, f"--test-data {negatives}: none of its 2 records is a test example "
+                   f"for task imdb", out)
+
+
+def test_out_of_range_flag(tmp_path):
+    out = tmp_path / "e"
+    result = run_ple("eval", "--model", "tiny", "-n", "0", "--output-dir", out)
+    assert_refused(result, "-n 0: must be >= 1", out)
+
+
+def test_earlier_evaluation_is_kept_unless_overwrite(tmp_path):
+    out = tmp_path / "e"
+    first, _ = run_eval(out, "-n", "1")
+    result = run_ple("eval", "--model", "tiny", "-n", "2", "--output-dir", out)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"ple: error: --output-dir {out} holds an earlier "
+                                     f"evaluation (eval.json); pass --overwrite to replace "
+                                     f"it or choose another directory")
+    assert json.loads((out / "eval.json").read_text()) == first
+    second, rows = run_eval(out, "-n", "2", "--overwrite")
+    assert second["n"] == len(rows) == 2
