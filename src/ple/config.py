@@ -7,6 +7,7 @@ Validation happens here, before any model or data is loaded, so a bad value cost
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ METHODS = ("ple", "sft", "dpo", "ppo", "raft", "rloo")
 TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge")
 ABLATIONS = ("no_rank", "no_wsft")
+GENERATION_BACKENDS = ("transformers", "vllm")
 
 
 def _doc(text: str) -> dict:
@@ -191,6 +193,15 @@ class PLEConfig:
     temperature: float = field(default=1.0, metadata=_doc("Sampling temperature. Default 1.0."))
     top_p: float = field(default=1.0, metadata=_doc("Nucleus sampling mass. Default 1.0."))
     top_k: int = field(default=0, metadata=_doc("Top-k sampling; 0 disables. Default 0."))
+    generation_backend: str = field(
+        default="transformers",
+        metadata=_doc("What samples the responses of a training step: `transformers` "
+                      "(model.generate) or `vllm` (a CUDA GPU and `pip install vllm`: vLLM "
+                      "holds the base model and is handed the LoRA adapter every step; "
+                      "methods ple, raft and ppo, with LoRA, on a hub id, local directory or "
+                      "`default`). Held-out evaluation samples with transformers either way. "
+                      "Not covered by the tests, which run without a GPU. Default transformers."),
+    )
 
     # --- parameters trained --------------------------------------------------------------
     use_lora: bool = field(
@@ -310,6 +321,17 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     for key in ("ppo_gamma", "ppo_lambda"):
         need(0.0 <= getattr(cfg, key) <= 1.0, key, "must be in [0, 1]")
     need(cfg.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
+    need(cfg.generation_backend in GENERATION_BACKENDS, "generation_backend",
+         f"must be one of {', '.join(GENERATION_BACKENDS)}")
+    if cfg.generation_backend == "vllm":
+        need(importlib.util.find_spec("vllm") is not None, "generation_backend",
+             "vLLM is not installed (pip install vllm; it needs a CUDA GPU)")
+        need(cfg.method in ("ple", "raft", "ppo"), "generation_backend",
+             f"vllm samples for methods ple, raft and ppo, not {cfg.method}")
+        need(cfg.use_lora, "generation_backend", "vllm needs use_lora: true (it is handed "
+             "the adapter, not full weights)")
+        need(cfg.model != "tiny" and not cfg.model.endswith(".gguf"), "generation_backend",
+             f"vllm loads a hub id, a local directory or `default`, not {cfg.model}")
     need(cfg.ablation in (None, *ABLATIONS), "ablation",
          f"must be one of {', '.join(ABLATIONS)} (or null)")
     need(cfg.sft_steps == 0 or cfg.sft_data is not None, "sft_steps",

@@ -101,6 +101,11 @@ class OnlineTrainer:
         params += [p for m in self.extra_modules.values() for p in m.parameters()]
         optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.vllm = None
+        if args.generation_backend == "vllm":
+            from ple.vllm_backend import VLLMSampler
+
+            self.vllm = VLLMSampler(args, self.accelerator.unwrap_model(self.model), tokenizer)
         self.buffer = ReplayBuffer(args.replay_window)
         self.metrics: list[dict] = []
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
@@ -125,9 +130,12 @@ class OnlineTrainer:
     # --- the parts of a step ---------------------------------------------------------------
     def _sample(self, prompts: list[list[int]]) -> tuple[list, list]:
         """Response token ids and texts for prompts, in ONE batched generate call."""
-        a = self.args
-        responses = sample(self.accelerator.unwrap_model(self.model), self.tokenizer, prompts,
-                           a.max_new_tokens, a.temperature, a.top_p, a.top_k)
+        a, model = self.args, self.accelerator.unwrap_model(self.model)
+        if self.vllm is not None:
+            responses = self.vllm.sample(model, prompts)
+        else:
+            responses = sample(model, self.tokenizer, prompts, a.max_new_tokens,
+                               a.temperature, a.top_p, a.top_k)
         return responses, decode(self.tokenizer, responses)
 
     def _count_generated(self, responses: list[list[int]]) -> None:

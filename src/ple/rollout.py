@@ -65,12 +65,13 @@ def sample(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
                          temperature=temperature, top_p=top_p, top_k=top_k,
                          pad_token_id=tokenizer.pad_token_id)
     model.train(was_training)
-    stops = stop_ids(model, tokenizer)
-    responses = []
-    for row in out[:, ids.shape[1]:].tolist():
-        cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
-        responses.append(row[:cut])
-    return responses
+    return cut_at_stop(out[:, ids.shape[1]:].tolist(), stop_ids(model, tokenizer))
+
+
+def cut_at_stop(rows: list[list[int]], stops: set[int]) -> list[list[int]]:
+    """Each row up to and including its first stop token (all of it when it has none)."""
+    return [row[:next((i + 1 for i, t in enumerate(row) if t in stops), len(row))]
+            for row in rows]
 
 
 def decode(tokenizer, responses: list[list[int]]) -> list[str]:

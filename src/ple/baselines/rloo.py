@@ -14,6 +14,7 @@ from datasets import Dataset
 from trl import RLOOConfig, RLOOTrainer
 
 from ple.baselines.trl_run import TRLRun
+from ple.config import PLEConfig
 from ple.rewards import checked_scores
 
 GENERATIONS = 2
@@ -38,12 +39,19 @@ class RewardBridge:
         return scores
 
 
+def rloo_args(a: PLEConfig) -> dict:
+    """The RLOOConfig values ple sets on top of TRLRun.trl_args: 2 responses per query,
+    the batch's queries in one generation batch, ple's sampling parameters."""
+    return dict(num_generations=GENERATIONS,
+                per_device_train_batch_size=GENERATIONS * a.batch_size,
+                max_completion_length=a.max_new_tokens, temperature=a.temperature,
+                top_p=a.top_p, top_k=a.top_k)
+
+
+def rloo_dataset(run: TRLRun, queries: list[str]) -> Dataset:
+    return Dataset.from_list([{"prompt": run.prompt(q), "query": q} for q in queries])
+
+
 def train_rloo(run: TRLRun, queries: list[str]) -> dict:
-    a = run.args
-    dataset = Dataset.from_list([{"prompt": run.prompt(q), "query": q} for q in queries])
-    return run.run(RLOOTrainer, RLOOConfig, dataset, samples=[],
-                   trainer_args={"reward_funcs": RewardBridge(run)},
-                   num_generations=GENERATIONS,
-                   per_device_train_batch_size=GENERATIONS * a.batch_size,
-                   max_completion_length=a.max_new_tokens, temperature=a.temperature,
-                   top_p=a.top_p, top_k=a.top_k)
+    return run.run(RLOOTrainer, RLOOConfig, rloo_dataset(run, queries), samples=[],
+                   trainer_args={"reward_funcs": RewardBridge(run)}, **rloo_args(run.args))
