@@ -32,6 +32,12 @@ def _parse_value(name: str):
     def parse(text: str):
         if optional and text.lower() in ("none", "null"):
             return None
+        if base == list[float]:
+            try:
+                return [float(v) for v in text.split(",")]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got "
+                                                 f"{text!r}") from None
         if base is bool:
             if text.lower() not in ("true", "false"):
                 raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")

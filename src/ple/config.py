@@ -116,6 +116,17 @@ class PLEConfig:
                       "better response of every pair, as RRHF adds. Not in the paper; 0 "
                       "disables it. Default 0."),
     )
+    purity_margins: list[float] = field(
+        default_factory=lambda: [0.05, 0.2, 0.5, 1.0],
+        metadata=_doc("PLE only: the margins e at which level-set purity (Definition 5.1) is "
+                      "logged each step: of the pairs trained with s' - s >= e, the share "
+                      "whose length-normalised log-prob of y' exceeds that of y "
+                      "(metrics.jsonl `purity`, `purity_n`; purity.png). A comma-separated "
+                      "list on the command line. Default 0.05,0.2,0.5,1.0 for rewards in "
+                      "[-1, 1] such as VADER: tau0 (0.2), the tau of about step 14 (0.05), "
+                      "and gaps a clear change of sentiment makes (0.5, 1.0); e = 0 would "
+                      "count ties, which carry no order."),
+    )
     replay_window: int | None = field(
         default=None,
         metadata=_doc("Replay only the pairs of the last N steps from D_train. Default: none, "
@@ -221,6 +232,15 @@ class PLEConfig:
                       "0 disables. Default 0 (the demo uses 32)."),
     )
 
+    eval_steps: int = field(
+        default=0,
+        metadata=_doc("Also evaluate as eval_queries does every N steps during training, "
+                      "logging eval_n, eval_reward_mean, eval_reward_se, "
+                      "eval_base_perplexity, eval_distinct_1 and eval_distinct_2 in that "
+                      "step's metrics.jsonl row, so reward hacking shows early. Needs "
+                      "eval_queries. Default 0: only before and after training."),
+    )
+
     @property
     def principle_text(self) -> str | None:
         if self.principle_file is None:
@@ -257,6 +277,11 @@ def coerce(name: str, value, where: str):
         raise UserError(f"{where}: `{name}` must not be empty")
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base == list[float]:
+        if not isinstance(value, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise UserError(f"{where}: `{name}` must be a list of numbers, got {value!r}")
+        return [float(v) for v in value]
     if base is bool and not isinstance(value, bool):
         raise UserError(f"{where}: `{name}` must be true or false, got {value!r}")
     if base is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -306,7 +331,7 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     for key in ("batch_size", "max_steps", "save_steps", "raft_k", "train_batch_size", "max_prompt_tokens",
                 "max_new_tokens", "lora_r", "lora_alpha"):
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
-    for key in ("sft_steps", "eval_queries", "top_k"):
+    for key in ("sft_steps", "eval_queries", "eval_steps", "top_k"):
         need(getattr(cfg, key) >= 0, key, "must be >= 0")
     need(cfg.replay_window is None or cfg.replay_window >= 1, "replay_window",
          "must be >= 1 (or null to replay all of D_train)")
@@ -321,6 +346,11 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     for key in ("ppo_gamma", "ppo_lambda"):
         need(0.0 <= getattr(cfg, key) <= 1.0, key, "must be in [0, 1]")
     need(cfg.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
+    need(len(cfg.purity_margins) >= 1 and min(cfg.purity_margins) >= 0
+         and len(set(cfg.purity_margins)) == len(cfg.purity_margins), "purity_margins",
+         "must be one or more distinct numbers >= 0")
+    need(cfg.eval_steps == 0 or cfg.eval_queries > 0, "eval_steps",
+         "needs eval_queries (the held-out queries to evaluate on)")
     need(cfg.generation_backend in GENERATION_BACKENDS, "generation_backend",
          f"must be one of {', '.join(GENERATION_BACKENDS)}")
     if cfg.generation_backend == "vllm":

@@ -28,7 +28,7 @@ from ple.sequences import pack, response_token_logprobs
 from ple.tasks import TASKS
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
-             "reward_curves.png", "loss_curve.png", "value_head.safetensors")
+             "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
 
 
 def make_prompter(args: PLEConfig, tokenizer) -> Prompter:
@@ -51,6 +51,12 @@ def length_filter(prompter: Prompter, queries: list[str], limit: int,
         raise UserError(f"{what}: all {len(queries)} queries are longer than "
                         f"max_prompt_tokens = {limit} tokens")
     return kept, len(queries) - len(kept)
+
+
+def eval_row(evaluation: dict) -> dict:
+    """The numbers of an `evaluate_plain` result for a metrics.jsonl row, named eval_*
+    (eval_reward_mean, ...); the samples stay out."""
+    return {f"eval_{k}": v for k, v in evaluation.items() if k != "samples"}
 
 
 class OnlineTrainer:
@@ -208,6 +214,8 @@ class OnlineTrainer:
                 open(out / "samples.jsonl", "a") as samples_f:
             for step in bar:
                 row = self._step(step, self._queries_for_step(step), samples_f)
+                if a.eval_steps and step % a.eval_steps == 0:
+                    row.update(eval_row(self.evaluate()))
                 metrics_f.write(json.dumps(row) + "\n")
                 metrics_f.flush()
                 self.metrics.append(row)

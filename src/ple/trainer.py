@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import torch
 
 from ple import losses
 from ple.buffer import ScoredPair
+from ple.plot import plot_purity
+from ple.purity import level_set_purity
 from ple.online import OnlineTrainer
 from ple.rewards import checked_scores
 from ple.sequences import pack, response_token_logprobs
@@ -36,7 +39,8 @@ class PLETrainer(OnlineTrainer):
                                               for q in queries]))
 
     def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
-        """Eq. 6 for a mini-batch of pairs; y and y' both continue the plain query x."""
+        """Eq. 6 for a mini-batch of pairs; y and y' both continue the plain query x. Also
+        returns the length-normalised log-probs of y and y' (no gradient), for purity."""
         n = len(pairs)
         batch = pack([p.prompt_ids for p in pairs] * 2,
                      [p.response_ids for p in pairs] + [p.guided_ids for p in pairs],
@@ -56,7 +60,8 @@ class PLETrainer(OnlineTrainer):
         # The better response of a pair: y' on the rank branch, else the higher-scored one.
         guided_better = is_rank | (weights[:, 1] > weights[:, 0])
         anchor = -torch.where(guided_better, logp_norm[n:], logp_norm[:n])
-        return losses.ple_loss(rank, wsft, is_rank, anchor, self.args.sft_anchor)
+        return {**losses.ple_loss(rank, wsft, is_rank, anchor, self.args.sft_anchor),
+                "logp": logp_norm[:n].tolist(), "logp_prompt": logp_norm[n:].tolist()}
 
     def _branch_is_rank(self, pair: ScoredPair, tau: float) -> bool:
         # Without L_rank there is no principle-guided response to rank: all pairs are "similar".
@@ -64,7 +69,10 @@ class PLETrainer(OnlineTrainer):
             pair.reward, pair.reward_prompt, tau)
 
     def _update(self, pairs: list[ScoredPair], tau: float, step: int) -> dict:
-        """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled."""
+        """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled.
+
+        Level-set purity is measured on the pairs trained, each with the log-probs of its
+        own forward pass, i.e. under the model as it was just before that pair's update."""
         random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
         n_rank = sum(self._branch_is_rank(p, tau) for p in pairs)
         n_weighted = len(pairs) - n_rank
@@ -73,17 +81,24 @@ class PLETrainer(OnlineTrainer):
         size = self.args.train_batch_size
         sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0}
         n_updates = 0
+        logp, logp_prompt = [], []
         self.model.train()
         for i in range(0, len(pairs), size):
             out = self._pair_losses(pairs[i:i + size], tau)
             self._optimizer_step(out["loss"])
             for key in sums:
                 sums[key] += float(out[key].detach())
+            logp += out["logp"]
+            logp_prompt += out["logp_prompt"]
             n_updates += 1
         self.totals["optimizer_steps"] += n_updates
         logged = {key: value / max(n_updates, 1) for key, value in sums.items()}
+        purity = level_set_purity([p.reward for p in pairs], [p.reward_prompt for p in pairs],
+                                  logp, logp_prompt, self.args.purity_margins)
         return {**logged, "n_rank": n_rank, "n_weighted": n_weighted,
-                "n_updates": n_updates}
+                "n_updates": n_updates,
+                "purity": {str(e): share for e, (share, _) in purity.items()},
+                "purity_n": {str(e): n for e, (_, n) in purity.items()}}
 
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         tau = losses.threshold(self.args.tau0, self.args.alpha, step)
@@ -123,3 +138,7 @@ class PLETrainer(OnlineTrainer):
     def _progress(self, row: dict) -> dict:
         return {"tau": f"{row['tau']:.3f}", "r": f"{row['reward_mean']:.2f}",
                 "r_p": f"{row['reward_prompt_mean']:.2f}", "rank": f"{row['rank_share_new']:.0%}"}
+
+    def _save(self, out: Path) -> None:
+        super()._save(out)
+        plot_purity(self.metrics, out / "purity.png")

@@ -19,22 +19,26 @@ from transformers import TrainerCallback
 from ple.config import PLEConfig
 from ple.evaluation.heldout import evaluate_plain
 from ple.models import add_lora
-from ple.online import length_filter, make_prompter
+from ple.online import eval_row, length_filter, make_prompter
 from ple.plot import plot_loss_curve
 from ple.rewards import RewardModel
 
 
 class MetricsWriter(TrainerCallback):
-    """Writes TRL's per-step logs to metrics.jsonl, with the run's cumulative budget."""
+    """Writes TRL's per-step logs to metrics.jsonl, with the run's cumulative budget and,
+    every `eval_steps` optimizer steps (0: never), the numbers of `evaluate()`."""
 
-    def __init__(self, path: Path, totals: dict):
+    def __init__(self, path: Path, totals: dict, eval_steps: int = 0, evaluate=None):
         self.path, self.totals, self.rows = path, totals, []
+        self.eval_steps, self.evaluate = eval_steps, evaluate
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:  # the end-of-training summary is not a step
             return
         self.totals["optimizer_steps"] = state.global_step
         row = {"step": state.global_step, **logs, **self.totals}
+        if self.eval_steps and state.global_step % self.eval_steps == 0:
+            row.update(eval_row(self.evaluate()))
         self.rows.append(row)
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -90,7 +94,8 @@ class TRLRun:
         summary = {"examples": len(dataset)}
         if self.eval_queries:
             summary["eval_before"] = self.evaluate()
-        writer = MetricsWriter(self.out / "metrics.jsonl", self.totals)
+        writer = MetricsWriter(self.out / "metrics.jsonl", self.totals, self.args.eval_steps,
+                               self.evaluate)
         self.tokenizer.padding_side = "right"  # TRL pads training batches on the right
         trainer = trainer_class(model=self.model, args=self.trl_args(config_class, **method_args),
                                 train_dataset=dataset, processing_class=self.tokenizer,
