@@ -44,6 +44,7 @@ def plot_loss_curve(rows: list[dict], path) -> None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
+
 def plot_purity(metrics: list[dict], path) -> None:
     """Level-set purity (Definition 5.1) per step, one curve per margin e, beside tau: as tau
     falls, PLE should make the level sets of small margins pure too (Lemma 5.2). Steps where
