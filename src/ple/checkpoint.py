@@ -55,9 +55,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _rng_file(folder: Path, process: int) -> Path:
+    return folder / ("rng.pt" if process == 0 else f"rng-{process}.pt")
+
+
 def save(root: Path, step: int, trainable: dict, optimizer_state: dict, state: dict,
-         pairs: list[ScoredPair]) -> Path:
-    """Write checkpoint `step` under root/checkpoints atomically; prune old ones."""
+         pairs: list[ScoredPair], rng_states: list[dict]) -> Path:
+    """Write checkpoint `step` under root/checkpoints atomically; prune old ones.
+    `rng_states` holds `rng_state()` of each process, in process order."""
     folder = root / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:06d}"
@@ -66,7 +71,8 @@ def save(root: Path, step: int, trainable: dict, optimizer_state: dict, state: d
     tmp.mkdir()
     write_tensors(tmp / "trainable.safetensors", trainable)
     write_torch(tmp / "optimizer.pt", optimizer_state)
-    write_torch(tmp / "rng.pt", rng_state())
+    for process, rng in enumerate(rng_states):
+        write_torch(_rng_file(tmp, process), rng)
     write_text(tmp / "buffer.jsonl", "".join(json.dumps(p.__dict__) + "\n" for p in pairs))
     write_text(tmp / "state.json", json.dumps(state))
     shutil.rmtree(final, ignore_errors=True)
@@ -85,10 +91,13 @@ def complete_checkpoints(root: Path) -> list[Path]:
 
 
 def load(path: Path) -> dict:
+    processes = 1
+    while _rng_file(path, processes).is_file():
+        processes += 1
     return {
         "trainable": load_file(str(path / "trainable.safetensors")),
         "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
-        "rng": torch.load(path / "rng.pt", weights_only=True),
+        "rng": [torch.load(_rng_file(path, i), weights_only=True) for i in range(processes)],
         "state": json.loads((path / "state.json").read_text(encoding="utf-8")),
         "pairs": [ScoredPair(**json.loads(line))
                   for line in (path / "buffer.jsonl").read_text(encoding="utf-8").splitlines()],

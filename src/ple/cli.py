@@ -8,6 +8,7 @@ loads and before anything is written.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import warnings
@@ -152,8 +153,21 @@ def method_data(cfg: PLEConfig, task):
     return load_queries(task, cfg.data)
 
 
+def check_processes(cfg: PLEConfig) -> None:
+    """Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N), only
+    the methods of the shared online harness run on several processes (docs/scaling.md)."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and cfg.method not in ("ple", "raft"):
+        raise UserError(f"config key `method` = {cfg.method!r}: runs on one process, not "
+                        f"{processes}; ple and raft run on several (docs/scaling.md)")
+    if cfg.batch_size < processes:
+        raise UserError(f"config key `batch_size` = {cfg.batch_size}: each of the {processes} "
+                        f"processes needs at least one query a step")
+
+
 def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) -> dict:
     """Check every input, then load the models and train. Returns the run summary."""
+    check_processes(cfg)
     task = TASKS[cfg.task]
     examples = method_data(cfg, task)
     queries = [e[0] if isinstance(e, tuple) else e for e in examples]
@@ -171,7 +185,7 @@ def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) 
     # SFT and DPO on human pairs use the reward for evaluation only.
     needs_reward = not offline or cfg.eval_queries or cfg.method == "dpo" and cfg.task == "imdb"
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label) if needs_reward else None
-    if not resume:
+    if not resume and os.environ.get("RANK", "0") == "0":  # the process that writes
         prepare_output_dir(cfg.output_dir, overwrite)
     from ple.models import load_policy, load_tokenizer
     from ple.online import length_filter, make_prompter

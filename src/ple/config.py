@@ -134,8 +134,26 @@ class PLEConfig:
                       "with the step). A window is a documented deviation from the paper."),
     )
     train_batch_size: int = field(
-        default=8, metadata=_doc("Pairs per optimizer update while replaying D_train. "
-                                 "Default 8.")
+        default=8,
+        metadata=_doc("Pairs (RAFT, SFT warm-up: examples; PPO: responses) in one forward and "
+                      "backward pass of one process while replaying D_train. An optimizer "
+                      "step covers train_batch_size x gradient_accumulation_steps x processes "
+                      "of them. Default 8."),
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata=_doc("Forward and backward passes of train_batch_size each process adds up "
+                      "before one optimizer step, so the pairs an update covers do not all "
+                      "have to fit in memory at once. Losses are averaged over all the "
+                      "update's pairs (as Eqs. 3-4 over a mini-batch): train_batch_size 4 "
+                      "equals 2 with 2 steps of accumulation. TRL methods: TRL's setting of "
+                      "that name. The paper gives none. Default 1."),
+    )
+    bf16: bool = field(
+        default=True,
+        metadata=_doc("On a CUDA GPU, run forward passes and generation under bf16 autocast "
+                      "(weights, gradients and optimizer state stay float32). Ignored on "
+                      "CPU, where autocast is off. The paper does not say. Default true."),
     )
     learning_rate: float = field(
         default=3e-4,
@@ -328,7 +346,8 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     need(cfg.rank_loss in RANK_LOSSES, "rank_loss", f"must be one of {', '.join(RANK_LOSSES)}")
     need(0.0 < cfg.alpha < 1.0, "alpha", "must be in (0, 1)")
     need(cfg.tau0 >= 0.0, "tau0", "must be >= 0")
-    for key in ("batch_size", "max_steps", "save_steps", "raft_k", "train_batch_size", "max_prompt_tokens",
+    for key in ("batch_size", "max_steps", "save_steps", "raft_k", "train_batch_size",
+                "gradient_accumulation_steps", "max_prompt_tokens",
                 "max_new_tokens", "lora_r", "lora_alpha"):
         need(getattr(cfg, key) >= 1, key, "must be >= 1")
     for key in ("sft_steps", "eval_queries", "eval_steps", "top_k"):

@@ -6,13 +6,15 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import random
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, gather_object, set_seed
 from tqdm.auto import tqdm
 
 from ple import checkpoint, losses
@@ -26,6 +28,10 @@ from ple.rewards import RewardModel
 from ple.rollout import Prompter, decode, sample
 from ple.sequences import pack, response_token_logprobs
 from ple.tasks import TASKS
+
+# Launch types whose gradients are not DDP's plain all-reduce of replicated weights.
+NOT_DDP = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.MEGATRON_LM,
+           DistributedType.XLA)
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
              "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
@@ -94,8 +100,17 @@ class OnlineTrainer:
                             f"tokens; with max_new_tokens = {args.max_new_tokens} it exceeds "
                             f"the model's context of {context} tokens")
 
-        set_seed(args.seed)
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        cuda = torch.cuda.is_available()
+        self.accelerator = Accelerator(cpu=not cuda,
+                                       mixed_precision="bf16" if args.bf16 and cuda else "no")
+        if self.accelerator.distributed_type in NOT_DDP:
+            raise UserError(f"accelerate's distributed_type "
+                            f"{self.accelerator.distributed_type.value}: the online methods "
+                            f"run on one process or several under DDP only (e.g. "
+                            f"configs/accelerate/multi-gpu.yaml); see docs/scaling.md")
+        # Seed + process index: the processes sample their shares of a step's queries with
+        # different random streams. Process 0 of N is seeded as a single process is.
+        set_seed(args.seed, device_specific=True)
         # Full fine-tuning needs a frozen copy to measure drift; LoRA just disables itself.
         self.frozen_base = None
         if args.use_lora:
@@ -140,8 +155,9 @@ class OnlineTrainer:
         if self.vllm is not None:
             responses = self.vllm.sample(model, prompts)
         else:
-            responses = sample(model, self.tokenizer, prompts, a.max_new_tokens,
-                               a.temperature, a.top_p, a.top_k)
+            with self.accelerator.autocast():
+                responses = sample(model, self.tokenizer, prompts, a.max_new_tokens,
+                                   a.temperature, a.top_p, a.top_k)
         return responses, decode(self.tokenizer, responses)
 
     def _count_generated(self, responses: list[list[int]]) -> None:
@@ -149,35 +165,95 @@ class OnlineTrainer:
         self.totals["generated_responses"] += len(responses)
         self.totals["generated_tokens"] += sum(len(r) for r in responses)
 
-    def _optimizer_step(self, loss: torch.Tensor) -> None:
-        self.accelerator.backward(loss)
-        self.accelerator.clip_grad_norm_(
-            itertools.chain(self.model.parameters(),
-                            *(m.parameters() for m in self.extra_modules.values())),
-            self.args.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+    # --- several processes ------------------------------------------------------------------
+    def _share(self, items: list) -> list:
+        """This process's contiguous share of a list every process holds (all of it when
+        there is one process; the first processes get one more when it does not divide)."""
+        with self.accelerator.split_between_processes(items) as share:
+            return share
 
-    def _sft_update(self, prompts: list[list[int]], responses: list[list[int]]) -> float:
-        """One optimizer step of SFT (Eq. 1, averaged over the examples); returns the loss."""
+    def _gather(self, *shares: list) -> tuple[list, ...]:
+        """Each list's shares from every process, concatenated in process order: the
+        inverse of `_share`. One collective call; every process gets the whole lists."""
+        if self.accelerator.num_processes == 1:
+            return shares
+        parts = gather_object([shares])
+        return tuple([x for part in parts for x in part[i]] for i in range(len(shares)))
+
+    @property
+    def update_size(self) -> int:
+        """Items (pairs, examples, responses) one optimizer step covers, over all processes."""
+        a = self.args
+        return a.train_batch_size * a.gradient_accumulation_steps * self.accelerator.num_processes
+
+    # --- updates -------------------------------------------------------------------------
+    def _train_steps(self, items: list, loss_fn) -> list[dict]:
+        """Optimizer steps over `items` (the same list, in the same order, on every process),
+        each on the next `update_size` of them.
+
+        Each process takes its share of a step's items and runs `loss_fn` on it in chunks of
+        at most train_batch_size, one forward and backward each (gradient accumulation).
+        `loss_fn(chunk)` returns a dict of scalar tensors that are means over the chunk's
+        items ("loss" is minimised) and of lists with one value per item. Returns one dict
+        per step, each scalar averaged over all the step's items and each list in item
+        order, plus `grad_norm`, the step's gradient norm before clipping: on any number of
+        processes, what one process would return with the step's items as a single chunk,
+        and the same update."""
+        acc, size, processes = self.accelerator, self.args.train_batch_size, \
+            self.accelerator.num_processes
+        params = list(itertools.chain(self.model.parameters(),
+                                      *(m.parameters() for m in self.extra_modules.values())))
         self.model.train()
-        batch = pack(prompts, responses, self.tokenizer.pad_token_id)
+        steps, norms = [], []
+        for start in range(0, len(items), self.update_size):
+            batch = items[start:start + self.update_size]
+            share = self._share(batch)
+            # DDP's all-reduce waits for every process's backward: a process with no item of
+            # this step joins it with one item weighted 0.
+            chunks = [share[i:i + size] for i in range(0, len(share), size)] or [batch[:1]]
+            logged: dict = {}
+            for j, chunk in enumerate(chunks):
+                weight = len(chunk) / len(batch) if share else 0.0
+                # Gradients are all-reduced once per step, in its last backward.
+                with nullcontext() if j == len(chunks) - 1 else acc.no_sync(self.model):
+                    out = loss_fn(chunk)
+                    # The chunk's mean, weighted by its share of the step (Eqs. 3-4 divide
+                    # by the step's pairs), times the processes DDP averages over.
+                    acc.backward(out["loss"] * (weight * processes))
+                for key, value in out.items():
+                    if isinstance(value, list):
+                        logged[key] = logged.get(key, []) + (value if share else [])
+                    else:
+                        logged[key] = logged.get(key, 0.0) + weight * float(value.detach())
+            norms.append(float(acc.clip_grad_norm_(params, self.args.max_grad_norm)))
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            steps.append(logged)
+        if processes > 1:
+            steps = [{key: [x for p in parts for x in p[key]] if isinstance(parts[0][key], list)
+                      else sum(p[key] for p in parts) for key in parts[0]}
+                     for parts in zip(*gather_object([steps]))]
+        # The norm is of the all-reduced gradient: the same on every process.
+        return [{**step, "grad_norm": norm} for step, norm in zip(steps, norms)]
+
+    def _sft_losses(self, examples: list[tuple[list[int], list[int]]]) -> dict:
+        """SFT (Eq. 1) on (prompt ids, response ids) examples, averaged over them."""
+        batch = pack([p for p, _ in examples], [r for _, r in examples],
+                     self.tokenizer.pad_token_id)
         token_logps = response_token_logprobs(self.model, batch)
         mask = batch["response_mask"].to(token_logps.device)
-        loss = losses.sft_loss(losses.sequence_logprob(token_logps, mask)).mean()
-        self._optimizer_step(loss)
-        return float(loss.detach())
+        return {"loss": losses.sft_loss(losses.sequence_logprob(token_logps, mask)).mean()}
 
     def _sft_warmup(self) -> None:
         """Algorithm 1 line 2: initialise the policy with SFT (Eq. 1) on supervised pairs."""
         rng = random.Random(self.args.seed)
         eos = [self.tokenizer.eos_token_id]
-        for _ in tqdm(range(self.args.sft_steps), desc="SFT warm-up"):
-            chosen = rng.sample(self.sft_pairs, min(self.args.train_batch_size,
-                                                    len(self.sft_pairs)))
-            self._sft_update([self.prompter.ids(q) for q, _ in chosen],
-                             [self.tokenizer(r, add_special_tokens=False)["input_ids"] + eos
-                              for _, r in chosen])
+        for _ in tqdm(range(self.args.sft_steps), desc="SFT warm-up",
+                      disable=not self.accelerator.is_main_process):
+            chosen = rng.sample(self.sft_pairs, min(self.update_size, len(self.sft_pairs)))
+            self._train_steps([(self.prompter.ids(q),
+                                self.tokenizer(r, add_special_tokens=False)["input_ids"] + eos)
+                               for q, r in chosen], self._sft_losses)
 
     # --- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -191,16 +267,19 @@ class OnlineTrainer:
         """Run Algorithm 1; with `resume`, continue from the newest complete checkpoint."""
         a = self.args
         out = Path(a.output_dir)
+        # Every process holds the same rows (timings aside); only the main one writes files.
+        main = self.accelerator.is_main_process
         if resume:
             start, summary = self._restore(out)
         else:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
-            for name in ("metrics.jsonl", "samples.jsonl"):
-                (out / name).write_text("")
+            if main:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
+                for name in ("metrics.jsonl", "samples.jsonl"):
+                    (out / name).write_text("")
             start = 1
             summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped}
-            if self.dropped:
+            if self.dropped and main:
                 print(f"ple: dropped {self.dropped} of {self.dropped + len(self.queries)} "
                       f"queries longer than max_prompt_tokens = {a.max_prompt_tokens}")
             if self.sft_pairs and a.sft_steps:
@@ -208,10 +287,9 @@ class OnlineTrainer:
             if self.eval_queries:
                 summary["eval_before"] = self.evaluate()
         bar = tqdm(range(start, a.max_steps + 1), desc=a.method.upper(), unit="step",
-                   initial=start - 1,
-                   total=a.max_steps)
-        with open(out / "metrics.jsonl", "a") as metrics_f, \
-                open(out / "samples.jsonl", "a") as samples_f:
+                   initial=start - 1, total=a.max_steps, disable=not main)
+        with open(out / "metrics.jsonl" if main else os.devnull, "a") as metrics_f, \
+                open(out / "samples.jsonl" if main else os.devnull, "a") as samples_f:
             for step in bar:
                 row = self._step(step, self._queries_for_step(step), samples_f)
                 if a.eval_steps and step % a.eval_steps == 0:
@@ -222,10 +300,13 @@ class OnlineTrainer:
                 bar.set_postfix(self._progress(row))
                 if step % a.save_steps == 0 or step == a.max_steps:
                     self._checkpoint(out, step, summary)
-        self._save(out)
+        if main:
+            self._save(out)
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if main:
+            (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        self.accelerator.wait_for_everyone()
         return summary
 
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
@@ -243,24 +324,35 @@ class OnlineTrainer:
         return {}
 
     def _trainable(self) -> dict:
-        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        model = self.accelerator.unwrap_model(self.model)  # DDP would prefix `module.`
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         for name, module in self.extra_modules.items():
             params.update({f"{name}.{n}": p for n, p in module.named_parameters()})
         return params
 
     def _checkpoint(self, out: Path, step: int, summary: dict) -> None:
+        # Everything else is the same on every process; the random streams are not.
+        rng = gather_object([checkpoint.rng_state()])
+        if not self.accelerator.is_main_process:
+            return
         state = {"step": step, "totals": self.totals, "summary": summary,
                  # Rows written after this checkpoint are cut off again on resume.
                  "metrics_bytes": (out / "metrics.jsonl").stat().st_size,
                  "samples_bytes": (out / "samples.jsonl").stat().st_size}
         checkpoint.save(out, step, self._trainable(), self.optimizer.state_dict(), state,
-                        self.buffer.pairs)
+                        self.buffer.pairs, rng)
 
     def _restore(self, out: Path) -> tuple[int, dict]:
         found = checkpoint.complete_checkpoints(out)
         if not found:
             raise UserError(f"--resume: no complete checkpoint in {out}/checkpoints")
         saved = checkpoint.load(found[-1])
+        processes = self.accelerator.num_processes
+        if len(saved["rng"]) != processes:
+            raise UserError(f"--resume: checkpoint {found[-1]} was written by "
+                            f"{len(saved['rng'])} process(es), this run has {processes}; "
+                            f"resume with as many (accelerate launch --num_processes "
+                            f"{len(saved['rng'])}), so that each continues its random stream")
         params = self._trainable()
         if set(params) != set(saved["trainable"]):
             raise UserError(f"--resume: checkpoint {found[-1]} holds other parameters than "
@@ -269,15 +361,16 @@ class OnlineTrainer:
             for name, tensor in saved["trainable"].items():
                 params[name].copy_(tensor)
         self.optimizer.load_state_dict(saved["optimizer"])
-        checkpoint.set_rng_state(saved["rng"])
+        checkpoint.set_rng_state(saved["rng"][self.accelerator.process_index])
         state = saved["state"]
         self.buffer.pairs = saved["pairs"]
         self.totals = state["totals"]
-        for name in ("metrics", "samples"):
-            with open(out / f"{name}.jsonl", "r+b") as f:
-                f.truncate(state[f"{name}_bytes"])
-        self.metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
-        print(f"ple: resuming after step {state['step']} from {found[-1]}")
+        if self.accelerator.is_main_process:  # the only one that writes and plots them
+            for name in ("metrics", "samples"):
+                with open(out / f"{name}.jsonl", "r+b") as f:
+                    f.truncate(state[f"{name}_bytes"])
+            self.metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+            print(f"ple: resuming after step {state['step']} from {found[-1]}")
         return state["step"] + 1, state["summary"]
 
     def _save(self, out: Path) -> None:

@@ -78,16 +78,13 @@ class PLETrainer(OnlineTrainer):
         n_weighted = len(pairs) - n_rank
         if self.args.ablation == "no_wsft":  # pairs at or under tau are not trained on
             pairs = [p for p in pairs if self._branch_is_rank(p, tau)]
-        size = self.args.train_batch_size
-        sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0}
+        sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0,
+                "grad_norm": 0.0}
         n_updates = 0
         logp, logp_prompt = [], []
-        self.model.train()
-        for i in range(0, len(pairs), size):
-            out = self._pair_losses(pairs[i:i + size], tau)
-            self._optimizer_step(out["loss"])
+        for out in self._train_steps(pairs, lambda chunk: self._pair_losses(chunk, tau)):
             for key in sums:
-                sums[key] += float(out[key].detach())
+                sums[key] += out[key]
             logp += out["logp"]
             logp_prompt += out["logp_prompt"]
             n_updates += 1
@@ -103,14 +100,20 @@ class PLETrainer(OnlineTrainer):
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         tau = losses.threshold(self.args.tau0, self.args.alpha, step)
         t0 = time.perf_counter()
-        prompts, responses, texts = self._generate(queries)
+        mine = self._share(queries)
+        prompts, responses, texts = self._generate(mine)
         t1 = time.perf_counter()
-        self._count_generated(responses)
-        n = len(queries)
-        scores = checked_scores(self.reward, queries * 2, texts)
+        m = len(mine)
+        scores = checked_scores(self.reward, mine * 2, texts)
         t2 = time.perf_counter()
-        pairs = [ScoredPair(step, q, prompts[i], responses[i], responses[n + i],
-                            scores[i], scores[n + i]) for i, q in enumerate(queries)]
+        pairs = [ScoredPair(step, q, prompts[i], responses[i], responses[m + i],
+                            scores[i], scores[m + i]) for i, q in enumerate(mine)]
+        # Every process keeps all of D_train, so that all replay the same mini-batches.
+        pairs, text_pairs = self._gather(pairs, list(zip(texts[:m], texts[m:])))
+        texts = [t for t, _ in text_pairs] + [t for _, t in text_pairs]
+        scores = [p.reward for p in pairs] + [p.reward_prompt for p in pairs]
+        self._count_generated([p.response_ids for p in pairs] + [p.guided_ids for p in pairs])
+        n = len(queries)
         self.buffer.add(pairs)
         trained = self._update(self.buffer.replay(step), tau, step)
         t3 = time.perf_counter()

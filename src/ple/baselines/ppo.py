@@ -104,30 +104,31 @@ class PPOTrainer(OnlineTrainer):
     def _update(self, batch: dict, old_logp, old_values, advantages, returns, mask,
                 step: int) -> dict:
         """ppo_epochs epochs over the batch, shuffled each epoch, one optimizer step per
-        mini-batch of train_batch_size responses."""
+        train_batch_size x gradient_accumulation_steps responses."""
         a = self.args
-        n, size = len(mask), a.train_batch_size
         rng = random.Random(a.seed * 100_003 + step)
-        sums = {"loss": 0.0, "loss_policy": 0.0, "loss_value": 0.0, "clipfrac": 0.0}
+        sums = {"loss": 0.0, "loss_policy": 0.0, "loss_value": 0.0, "clipfrac": 0.0,
+                "grad_norm": 0.0}
         n_updates = 0
-        self.model.train()
+
+        def chunk_losses(rows: list[int]) -> dict:
+            index = torch.tensor(rows)
+            logp, values = self._policy_forward(_rows(batch, index))
+            index = index.to(logp.device)
+            m = mask[index]
+            policy, clipfrac = ppo_losses.clipped_policy_loss(
+                logp, old_logp[index], advantages[index], m, a.ppo_clip)
+            value = ppo_losses.clipped_value_loss(values, old_values[index], returns[index], m,
+                                                  a.ppo_value_clip)
+            return {"loss": policy + a.ppo_vf_coef * value, "loss_policy": policy,
+                    "loss_value": value, "clipfrac": clipfrac}
+
         for _ in range(a.ppo_epochs):
-            order = list(range(n))
+            order = list(range(len(mask)))
             rng.shuffle(order)
-            for i in range(0, n, size):
-                index = torch.tensor(order[i:i + size])
-                logp, values = self._policy_forward(_rows(batch, index))
-                index = index.to(logp.device)
-                m = mask[index]
-                policy, clipfrac = ppo_losses.clipped_policy_loss(
-                    logp, old_logp[index], advantages[index], m, a.ppo_clip)
-                value = ppo_losses.clipped_value_loss(values, old_values[index],
-                                                      returns[index], m, a.ppo_value_clip)
-                loss = policy + a.ppo_vf_coef * value
-                self._optimizer_step(loss)
-                for key, v in (("loss", loss), ("loss_policy", policy), ("loss_value", value),
-                               ("clipfrac", clipfrac)):
-                    sums[key] += float(v.detach())
+            for out in self._train_steps(order, chunk_losses):
+                for key in sums:
+                    sums[key] += out[key]
                 n_updates += 1
         self.totals["optimizer_steps"] += n_updates
         return {**{k: v / n_updates for k, v in sums.items()}, "n_updates": n_updates}

@@ -16,20 +16,22 @@ from ple.rewards import checked_scores
 
 class RAFTTrainer(OnlineTrainer):
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
-        k, size = self.args.raft_k, self.args.train_batch_size
+        k = self.args.raft_k
         t0 = time.perf_counter()
-        plain = [self.prompter.ids(q) for q in queries]
+        mine = self._share(queries)
+        plain = [self.prompter.ids(q) for q in mine]
         responses, texts = self._sample([p for p in plain for _ in range(k)])
-        self._count_generated(responses)
         t1 = time.perf_counter()
-        scores = checked_scores(self.reward, [q for q in queries for _ in range(k)], texts)
+        scores = checked_scores(self.reward, [q for q in mine for _ in range(k)], texts)
         t2 = time.perf_counter()
+        # Each process's lists are its queries' block, so concatenated they are in order.
+        plain, responses, texts, scores = self._gather(plain, responses, texts, scores)
+        self._count_generated(responses)
         best = [max(range(i * k, (i + 1) * k), key=scores.__getitem__)
                 for i in range(len(queries))]
-        step_losses = [self._sft_update(plain[i:i + size],
-                                        [responses[j] for j in best[i:i + size]])
-                       for i in range(0, len(queries), size)]
-        self.totals["optimizer_steps"] += len(step_losses)
+        updates = self._train_steps([(plain[i], responses[j]) for i, j in enumerate(best)],
+                                    self._sft_losses)
+        self.totals["optimizer_steps"] += len(updates)
         t3 = time.perf_counter()
         for i, query in enumerate(queries):
             samples_f.write(json.dumps({
@@ -40,7 +42,9 @@ class RAFTTrainer(OnlineTrainer):
         return {"step": step, "n_queries": n, "n_kept": n,
                 "reward_mean": sum(scores) / len(scores),
                 "reward_best_mean": sum(scores[j] for j in best) / n,
-                "loss": sum(step_losses) / len(step_losses), "n_updates": len(step_losses),
+                "loss": sum(u["loss"] for u in updates) / len(updates),
+                "grad_norm": sum(u["grad_norm"] for u in updates) / len(updates),
+                "n_updates": len(updates),
                 "seconds_generate": t1 - t0, "seconds_score": t2 - t1, "seconds_train": t3 - t2,
                 **self.totals}
 

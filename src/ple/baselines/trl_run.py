@@ -80,7 +80,8 @@ class TRLRun:
             # Constant, as in ple's online methods, so equal budgets mean equal updates.
             lr_scheduler_type="constant", max_grad_norm=a.max_grad_norm, seed=a.seed,
             logging_steps=1, save_strategy="no", report_to="none",
-            bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
+            gradient_accumulation_steps=a.gradient_accumulation_steps,
+            bf16=a.bf16 and torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
         return config_class(**{**defaults, **method_args})
 
     def run(self, trainer_class, config_class, dataset, samples: list[dict],
