@@ -50,7 +50,8 @@ def bench_config(args, output_dir: str):
                               "train_batch_size": args.batch_size,
                               "max_new_tokens": args.max_new_tokens, "replay_window": 1,
                               "max_steps": 1 + args.steps, "seed": args.seed,
-                              "output_dir": output_dir})
+                              # the floor and the peer run in float32: so does PLE here
+                              "bf16": False, "output_dir": output_dir})
 
 
 def force_length(model, tokenizer, n: int) -> None:
