@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ple.evaluation.winrate import add_arguments as add_winrate_arguments
 
     add_winrate_arguments(sub)
+
+    from ple.compare.orchestrate import add_arguments as add_compare_arguments
+
+    add_compare_arguments(sub)
     return parser
 
 
@@ -308,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             from ple.evaluation.winrate import run as run_winrate
 
             run_winrate(args)
+        elif args.command == "compare":
+            from ple.compare.orchestrate import run as run_compare
+
+            run_compare(args)
         else:
             cmd_generate(args)
     except UserError as e:

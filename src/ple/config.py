@@ -309,8 +309,9 @@ def coerce(name: str, value, where: str):
     return value
 
 
-def read_yaml(path: str) -> dict:
-    """Read a YAML config; errors name the file and line."""
+def yaml_mapping(path: str) -> yaml.MappingNode | None:
+    """The root node of a YAML config file (None when it is empty), with line numbers for
+    messages; errors name the file and line."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -322,10 +323,16 @@ def read_yaml(path: str) -> dict:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise UserError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if root is not None and not isinstance(root, yaml.MappingNode):
+        raise UserError(f"{path}: a config file must be a mapping of key: value")
+    return root
+
+
+def read_yaml(path: str) -> dict:
+    """Read a YAML config; errors name the file and line."""
+    root = yaml_mapping(path)
     if root is None:
         return {}
-    if not isinstance(root, yaml.MappingNode):
-        raise UserError(f"{path}: a config file must be a mapping of key: value")
     values = {}
     for key_node, value_node in root.value:
         key, where = key_node.value, f"{path}:{key_node.start_mark.line + 1}"

@@ -1,0 +1,2 @@
+"""`ple compare`: several methods and ablations on one task, at the same budget and seeds,
+evaluated and judged alike, in one report (config, orchestrate, report)."""

@@ -1,0 +1,178 @@
+"""`ple compare --config compare.yaml`: train every method and ablation with every seed,
+evaluate each run and the base model on the same test queries, judge ours against the
+others, and write report.md and report.html (see ple.compare.report).
+
+Whatever can be checked is checked before the first run trains: the config, each run's
+data, the test split, and the runs already in the output directory. A finished run of the
+same config is reused, not retrained; a run of another config is refused, never mixed in.
+Evaluations and win-rate reports are reused while what they measured is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from ple.compare.config import (BASE, CompareConfig, RunSpec, load_compare_config,
+                                run_specs)
+from ple.config import load_config
+from ple.errors import UserError
+from ple.evaluation.evaluate import EVAL_FILES, EvalConfig
+
+Status = str  # "new", "unfinished" (a crashed run of the same config) or "finished"
+
+
+def add_arguments(sub) -> None:
+    """Add `compare` to the subparsers `sub` of the ple command."""
+    p = sub.add_parser(
+        "compare", help="train, evaluate and judge several methods and ablations on one "
+        "task; write report.md and report.html",
+        description="Run every method and ablation of a compare config with every seed "
+        "(reusing finished runs of the same config in its output_dir), evaluate each and "
+        "the base model on the same test queries, judge ours against the others in both "
+        "orders, and write report.md and a self-contained report.html: the paper's "
+        "Tables 1-5 and Figures 2-4. See configs/compare/imdb.yaml.")
+    p.add_argument("--config", required=True, help="the compare YAML file")
+
+
+def _label(name: str, seed: int) -> str:
+    return f"ple compare: {name} seed {seed}"
+
+
+def run_status(spec: RunSpec) -> Status:
+    """What the run's directory holds; refuses a run of another config, and leftovers of
+    something that is not a run."""
+    from ple.cli import prepare_output_dir
+
+    out = Path(spec.config.output_dir)
+    saved_file = out / "config.yaml"
+    if not saved_file.is_file():
+        try:
+            prepare_output_dir(str(out), overwrite=False)
+        except UserError as e:
+            raise UserError(f"{spec.where}: {spec.name} seed {spec.seed}: {e}") from None
+        return "new"
+    saved, wanted = load_config(str(saved_file)).to_dict(), spec.config.to_dict()
+    # Where the run lives is not how it was trained.
+    differ = [k for k in wanted if k != "output_dir" and saved[k] != wanted[k]]
+    if differ:
+        shown = ", ".join(f"{k} {saved[k]!r} there, {wanted[k]!r} here" for k in differ[:3])
+        raise UserError(f"{spec.where}: {spec.name} seed {spec.seed}: {out} holds a run of "
+                        f"another config ({shown}); move it away or choose another output_dir")
+    finished = (out / "summary.json").is_file() and (out / "adapter").is_dir()
+    return "finished" if finished else "unfinished"
+
+
+def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int], Status]:
+    """Every check that needs no model: each run's data and principle, the test split, and
+    each run's directory. Returns each run's status."""
+    from ple.cli import method_data
+    from ple.evaluation.evaluate import load_test_split
+    from ple.tasks import TASKS
+
+    for spec in specs:
+        if spec.seed == cfg.seeds[0]:  # data and principle do not depend on the seed
+            try:
+                method_data(spec.config, TASKS[cfg.task])
+                spec.config.principle_text  # noqa: B018 - reads principle_file
+            except UserError as e:
+                raise UserError(f"{spec.where}: {spec.kind}s.{spec.name}: {e}") from None
+    load_test_split(TASKS[cfg.task], cfg.eval.get("test_data"))
+    return {(s.name, s.seed): run_status(s) for s in specs}
+
+
+def train(spec: RunSpec, status: Status) -> None:
+    from ple.cli import run_training
+
+    out = Path(spec.config.output_dir)
+    if status == "finished":
+        print(f"{_label(spec.name, spec.seed)}: reused the finished run in {out} "
+              f"(same config)", flush=True)
+        return
+    for name in EVAL_FILES:  # an evaluation there measured an earlier adapter
+        (out / name).unlink(missing_ok=True)
+    again = " (replacing an unfinished run of the same config)" \
+        if status == "unfinished" else ""
+    print(f"{_label(spec.name, spec.seed)}: training in {out}{again}", flush=True)
+    run_training(spec.config, overwrite=status == "unfinished")
+
+
+def evaluate(cfg: EvalConfig, label: str) -> None:
+    """`ple eval` of one run, unless its eval.json already measured exactly this."""
+    from ple.evaluation.evaluate import evaluate as run_eval
+
+    saved = Path(cfg.output_dir) / "eval.json"
+    if saved.is_file() and json.loads(saved.read_text())["config"] == dataclasses.asdict(cfg):
+        print(f"{label}: reused the evaluation {saved}", flush=True)
+        return
+    print(f"{label}: evaluating", flush=True)
+    run_eval(cfg, overwrite=True)
+
+
+def _write_whole(path: Path, data: str | bytes) -> None:
+    """Write whole or not at all: a crash leaves no half-written file under `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, "utf-8")
+    tmp.replace(path)
+
+
+def judge_all(cfg: CompareConfig) -> None:
+    """Ours against every other method and the base model, per seed, each pair judged in
+    both orders (ple winrate). A report is reused when its judge and its responses are the
+    ones it would judge now."""
+    from ple.annotate.pairs import match
+    from ple.evaluation.winrate import SAMPLES_FILE, make_judge, winrate_report
+
+    spec = dataclasses.asdict(cfg.winrate)
+    judge = None
+    for seed in cfg.seeds:
+        ours = str(cfg.run_dir(cfg.ours, seed) / SAMPLES_FILE)
+        for other in cfg.opponents():
+            theirs = str(cfg.run_dir(other, seed) / SAMPLES_FILE)
+            path = cfg.winrate_file(other, seed)
+            matched = match(ours, theirs)
+            now = [[p.query, p.response_a, p.response_b] for p in matched.pairs]
+            if path.is_file():
+                saved = json.loads(path.read_text())
+                if saved.get("judge_spec") == spec and \
+                        [[r["query"], r["response_a"], r["response_b"]]
+                         for r in saved["pairs"]] == now:
+                    print(f"{_label(other, seed)}: reused the win rates {path}", flush=True)
+                    continue
+            print(f"{_label(other, seed)}: judging {cfg.ours} against {other}", flush=True)
+            judge = judge or make_judge(argparse.Namespace(**spec))
+            report = winrate_report(judge, matched, ours, theirs)
+            report["model_a"]["label"], report["model_b"]["label"] = cfg.ours, other
+            report["judge_spec"] = spec
+            _write_whole(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def compare(cfg: CompareConfig) -> None:
+    from ple.compare import report
+
+    specs = run_specs(cfg)
+    status = preflight(cfg, specs)
+    for seed in cfg.seeds:
+        evaluate(cfg.eval_config(seed, cfg.run_dir(BASE, seed), None,
+                                 cfg.common.get("chat_template")), _label(BASE, seed))
+        for spec in (s for s in specs if s.seed == seed):
+            train(spec, status[spec.name, seed])
+            out = Path(spec.config.output_dir)
+            evaluate(cfg.eval_config(seed, out, out / "adapter", spec.config.chat_template),
+                     _label(spec.name, seed))
+    if cfg.winrate:
+        judge_all(cfg)
+    title, sections = report.build(cfg, specs)
+    out = Path(cfg.output_dir)
+    for name, png in report.figures(sections).items():
+        _write_whole(out / "figures" / name, png)
+    _write_whole(out / "report.md", report.to_markdown(title, sections))
+    _write_whole(out / "report.html", report.to_html(title, sections))
+    print(f"ple compare: wrote {out / 'report.md'} and {out / 'report.html'}")
+
+
+def run(args) -> None:
+    compare(load_compare_config(args.config))

@@ -1,0 +1,430 @@
+"""report.md and report.html of `ple compare`, laid out like the paper's results:
+
+- the main table (Tables 1-3): PPL of the references, RM, BLEU, and two guards against reward
+  hacking (the responses' perplexity under the base model, distinct-2), with the budget;
+- the ablation table (Tables 4-5);
+- win/tie/lose of ours against every other method and the base model (Figure 2a);
+- training reward over generated responses (Figure 3), and level-set purity per step;
+- responses to a few held-out queries (Figure 4).
+
+With one seed a number is the run's own (RM ± its standard error over the test responses);
+with several, the mean ± standard deviation over seeds. Both files hold the same content;
+the HTML embeds its figures as base64 PNG and escapes every text, so it stands alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from ple.compare.config import BASE, CompareConfig, RunSpec  # noqa: E402
+from ple.evaluation.winrate import SAMPLES_FILE  # noqa: E402
+
+SAMPLE_QUERIES = 3  # Figure 4 shows three
+ABLATION_LABELS = {"no_rank": "w/o L_rank", "no_wsft": "w/o L_weighted-sft"}
+MISSING = "–"
+
+
+# --- numbers -----------------------------------------------------------------------------
+def mean_and_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1) over seeds; no deviation for one seed."""
+    if len(values) == 1:
+        return values[0], None
+    return statistics.mean(values), statistics.stdev(values)
+
+
+def cell(values: list[float | None], digits: int, se: float | None = None) -> str:
+    """A table cell: one seed's value (± `se`, its standard error, when given), or the mean
+    ± standard deviation of several (just the value when all seeds agree, as budgets do);
+    MISSING when a run has no such number."""
+    if not values or any(v is None for v in values):
+        return MISSING
+    if len(set(values)) == 1 and se is None:
+        return f"{values[0]:.{digits}f}"
+    mean, std = mean_and_std(values)
+    spread = std if std is not None else se
+    return f"{mean:.{digits}f}" + (f" ± {spread:.{digits}f}" if spread is not None else "")
+
+
+def mean_by_step(seed_rows: list[list[dict]], get) -> tuple[list[int], list[float]]:
+    """Steps and, at each, the mean over seeds of `get(row)`; values that are None (a
+    metric a step did not log, or the purity of an empty level set) are left out, and a
+    step where every seed has None is NaN (a gap in a plotted line)."""
+    by_step: dict[int, list] = {}
+    for rows in seed_rows:
+        for row in rows:
+            by_step.setdefault(row["step"], []).append(get(row))
+    steps = sorted(by_step)
+    means = []
+    for step in steps:
+        known = [v for v in by_step[step] if v is not None]
+        means.append(statistics.mean(known) if known else float("nan"))
+    return steps, means
+
+
+def training_reward(row: dict) -> float | None:
+    """The mean reward of a step's sampled responses: `reward_mean` (ple's online loop) or
+    `reward` (TRL's RLOO logs); methods that sample nothing while training have neither."""
+    return row.get("reward_mean", row.get("reward"))
+
+
+# --- the document ----------------------------------------------------------------------
+@dataclass
+class Table:
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Figure:
+    name: str  # file name under figures/
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Samples:
+    query: str
+    responses: list[tuple[str, str, float | None]]  # (run, response, reward)
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)  # paragraphs (str), Table, Figure, Samples
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+class Runs:
+    """What ple compare left on disk, read once: every run's eval.json, eval samples and
+    metrics rows, and the win-rate reports."""
+
+    def __init__(self, cfg: CompareConfig, specs: list[RunSpec]):
+        self.cfg = cfg
+        self.names = [BASE] + list(dict.fromkeys(s.name for s in specs))
+        self.specs = {(s.name, s.seed): s for s in specs}
+        self.evals, self.samples, self.metrics = {}, {}, {}
+        for name in self.names:
+            for seed in cfg.seeds:
+                d = cfg.run_dir(name, seed)
+                self.evals[name, seed] = json.loads((d / "eval.json").read_text())
+                self.samples[name, seed] = _read_jsonl(d / SAMPLES_FILE)
+                self.metrics[name, seed] = _read_jsonl(d / "metrics.jsonl") \
+                    if name != BASE else []
+        self.winrates = {(other, seed): json.loads(cfg.winrate_file(other, seed).read_text())
+                         for other in cfg.opponents() for seed in cfg.seeds} \
+            if cfg.winrate else {}
+
+    def values(self, name: str, key: str) -> list:
+        return [self.evals[name, seed][key] for seed in self.cfg.seeds]
+
+    def budget(self, name: str, key: str) -> list:
+        """A run's final count of `key` (generated_responses, optimizer_steps) per seed."""
+        return [self.metrics[name, seed][-1].get(key) if self.metrics[name, seed] else None
+                for seed in self.cfg.seeds]
+
+
+RESULT_HEADER = ["method", "PPL ↓", "RM ↑", "BLEU ↑", "base-PPL", "distinct-2",
+                 "generated responses", "optimizer steps"]
+
+
+def result_row(runs: Runs, name: str, label: str) -> list[str]:
+    one_seed = len(runs.cfg.seeds) == 1
+    se = runs.evals[name, runs.cfg.seeds[0]]["reward_se"] if one_seed else None
+    return [label, cell(runs.values(name, "reference_perplexity"), 2),
+            cell(runs.values(name, "reward_mean"), 3, se),
+            cell(runs.values(name, "bleu"), 2),
+            cell(runs.values(name, "base_perplexity"), 2),
+            cell(runs.values(name, "distinct_2"), 3),
+            cell(runs.budget(name, "generated_responses"), 0) if name != BASE else MISSING,
+            cell(runs.budget(name, "optimizer_steps"), 0) if name != BASE else MISSING]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _spread_words(cfg: CompareConfig) -> str:
+    if len(cfg.seeds) == 1:
+        return (f"one seed ({cfg.seeds[0]}): RM is ± its standard error over the test "
+                f"responses")
+    return (f"{len(cfg.seeds)} seeds ({', '.join(map(str, cfg.seeds))}): mean ± standard "
+            f"deviation over seeds")
+
+
+def results_section(runs: Runs) -> Section:
+    cfg = runs.cfg
+    first = runs.evals[BASE, cfg.seeds[0]]
+    rows = [result_row(runs, BASE, "BASE")] + [result_row(runs, n, n) for n in cfg.methods]
+    notes = [
+        f"Task {cfg.task}, model {cfg.model}, reward {first['reward']}; evaluated on "
+        f"{first['n']} test examples of {first['test_data']} per seed "
+        f"({'greedy' if first['config']['greedy'] else 'sampled'} responses); "
+        f"{_spread_words(cfg)}.",
+        "PPL: perplexity of the reference responses under the model (lower is better; "
+        f"{MISSING} when the test split has no references). RM: mean reward of the generated "
+        "responses. BLEU: sacrebleu corpus BLEU (0-100) against the references. Guards "
+        "against reward hacking: base-PPL, the responses' perplexity under the untrained "
+        "model (far above BASE's: the text drifted away from fluent language), and "
+        "distinct-2 (falling: repetition). Budget: responses sampled while training, and "
+        "optimizer steps."]
+    return Section("Results (Tables 1-3)", [
+        *notes, Table(f"{cfg.task}: methods", RESULT_HEADER, rows)])
+
+
+def ablation_section(runs: Runs) -> Section:
+    cfg = runs.cfg
+    rows = [result_row(runs, cfg.ours, f"{cfg.ours} (ours)")]
+    for name in cfg.ablations:
+        ablation = runs.specs[name, cfg.seeds[0]].config.ablation
+        label = f"{name}: {ABLATION_LABELS[ablation]}" if ablation else name
+        rows.append(result_row(runs, name, label))
+    return Section("Ablations (Tables 4-5)", [
+        f"Each ablation is {cfg.ours}'s config with its own changes, at the same budget "
+        f"unless it changes that. w/o L_rank also drops the principle prompt: its pair is "
+        f"two plain samples. {_sentence(_spread_words(cfg))}.",
+        Table(f"{cfg.task}: ablations", RESULT_HEADER, rows)])
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def winrate_section(runs: Runs) -> Section:
+    cfg = runs.cfg
+    if not cfg.winrate:
+        return Section("Win rates (Figure 2)", ["No judge configured (`winrate` in the "
+                                                "compare config), so no win rates."])
+    rows, rates = [], []
+    for other in cfg.opponents():
+        reports = [runs.winrates[other, seed] for seed in cfg.seeds]
+        shares = [[100 * r[f"{k}_rate"] for r in reports] for k in ("win", "tie", "lose")]
+        rates.append([mean_and_std(s)[0] for s in shares])
+        rows.append([f"{cfg.ours} vs {other}", *(cell(s, 0) for s in shares),
+                     cell([r["n"] for r in reports], 0)])
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.2))
+    labels = [r[0] for r in rows]
+    left = [0.0] * len(rows)
+    for i, (outcome, color) in enumerate((("win", "#4c9a5b"), ("tie", "#b8b8b8"),
+                                          ("lose", "#c4554d"))):
+        widths = [r[i] for r in rates]
+        bars = ax.barh(labels, widths, left=left, color=color, label=outcome)
+        ax.bar_label(bars, labels=[f"{w:.0f}%" if w >= 6 else "" for w in widths],
+                     label_type="center", fontsize="small")
+        left = [a + w for a, w in zip(left, widths)]
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of pairs" + (" (mean over seeds)" if len(cfg.seeds) > 1 else ""))
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize="small")
+    example = runs.winrates[cfg.opponents()[0], cfg.seeds[0]]
+    return Section("Win rates (Figure 2)", [
+        f"Judge: {example['judge']}. {_sentence(example['rule'])} (model A: {cfg.ours}). "
+        f"The responses are the evaluation's, on the same test queries. "
+        f"{_sentence(_spread_words(cfg))}.",
+        Table("win / tie / lose (%) of ours", ["pair", "win %", "tie %", "lose %",
+                                               "pairs per seed"], rows),
+        Figure("winrate.png", f"Win / tie / lose of {cfg.ours} against each other method "
+               f"and the base model.", _png(fig))])
+
+
+def curves_section(runs: Runs) -> Section:
+    cfg = runs.cfg
+    trained = runs.names[1:]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    without = []
+    for i, name in enumerate(trained):
+        seed_rows = [runs.metrics[name, seed] for seed in cfg.seeds]
+        if not any(training_reward(r) is not None for rows in seed_rows for r in rows):
+            without.append(name)
+            continue
+        color = f"C{i % 10}"
+        steps, xs = mean_by_step(seed_rows, lambda r: r.get("generated_responses"))
+        x_of = dict(zip(steps, xs))
+        steps, ys = mean_by_step(seed_rows, training_reward)
+        ax.plot([x_of[s] for s in steps], ys, color=color, label=f"{name} (training batch)")
+        if name == cfg.ours and any("reward_prompt_mean" in r for r in seed_rows[0]):
+            steps, ys = mean_by_step(seed_rows, lambda r: r.get("reward_prompt_mean"))
+            ax.plot([x_of[s] for s in steps], ys, color=color, linestyle=":",
+                    label=f"{name}, with the principle prompt (y')")
+        steps, ys = mean_by_step(seed_rows, lambda r: r.get("eval_reward_mean"))
+        points = [(x_of[s], y) for s, y in zip(steps, ys) if y == y]  # NaN: no eval there
+        if points:
+            ax.plot(*zip(*points), color=color, linestyle="--", marker="o",
+                    label=f"{name} (held-out eval)")
+    ax.set_xlabel("generated responses (training budget)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("mean reward")
+    ax.legend(fontsize="small")
+    ax.set_title("Reward while training")
+    caption = ("Mean reward of each step's sampled responses over the responses generated "
+               "so far" + (", mean over seeds" if len(cfg.seeds) > 1 else "") + "; dashed "
+               "with markers: periodic held-out evaluations (eval_steps), where logged.")
+    if without:
+        caption += f" No training reward (they sample nothing while training): " \
+                   f"{', '.join(without)}."
+    return Section("Reward curves (Figure 3)", [
+        Figure("reward_curves.png", caption, _png(fig))])
+
+
+def purity_section(runs: Runs) -> Section | None:
+    cfg = runs.cfg
+    ple_runs = [n for n in runs.names[1:] if runs.metrics[n, cfg.seeds[0]]
+                and "purity" in runs.metrics[n, cfg.seeds[0]][0]]
+    if not ple_runs:
+        return None
+    fig, axes = plt.subplots(1, len(ple_runs), figsize=(4.5 * len(ple_runs), 3.8),
+                             squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], ple_runs):
+        seed_rows = [runs.metrics[name, seed] for seed in cfg.seeds]
+        for margin in seed_rows[0][0]["purity"]:
+            steps, shares = mean_by_step(seed_rows, lambda r, e=margin: r["purity"][e])
+            ax.plot(steps, shares, marker=".", label=f"e = {margin}")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("share of pairs with s' - s >= e\nwhere logp(y') > logp(y)")
+    axes[0][-1].legend(fontsize="small", loc="lower right")
+    return Section("Level-set purity", [Figure(
+        "purity.png", "Level-set purity (Definition 5.1) per step, one curve per margin e"
+        + (", mean over seeds" if len(cfg.seeds) > 1 else "") + ": of the pairs trained "
+        "with s' - s >= e, the share whose length-normalised log-prob of y' exceeds y's. A "
+        "gap: no pair reached the margin that step.", _png(fig))])
+
+
+def samples_section(runs: Runs) -> Section:
+    cfg = runs.cfg
+    seed = cfg.seeds[0]
+    by_query = {name: {s["query"]: s for s in runs.samples[name, seed]} for name in runs.names}
+    blocks: list = [f"Responses of seed {seed}'s evaluation to its first {SAMPLE_QUERIES} "
+                    f"test queries, with their rewards."]
+    for sample in runs.samples[BASE, seed][:SAMPLE_QUERIES]:
+        query = sample["query"]
+        blocks.append(Samples(query, [
+            (name, by_query[name][query]["response"], by_query[name][query]["reward"])
+            if query in by_query[name] else (name, f"{MISSING} (not among its test queries)",
+                                             None)
+            for name in runs.names]))
+    return Section("Sample responses (Figure 4)", blocks)
+
+
+def build(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[str, list[Section]]:
+    runs = Runs(cfg, specs)
+    sections = [results_section(runs)]
+    if cfg.ablations:
+        sections.append(ablation_section(runs))
+    sections += [winrate_section(runs), curves_section(runs)]
+    purity = purity_section(runs)
+    if purity:
+        sections.append(purity)
+    sections.append(samples_section(runs))
+    return f"ple compare: {cfg.task}, model {cfg.model}", sections
+
+
+# --- rendering -------------------------------------------------------------------------
+def _text(value) -> str:
+    """Any text, model output included, made inert: one line, with <, > and & escaped
+    (Markdown renderers pass raw HTML through). Quotes too where it goes in an attribute."""
+    return html.escape(" ".join(str(value).split()), quote=False)
+
+
+def _md_cell(value) -> str:
+    return _text(value).replace("|", "\\|")
+
+
+def _reward(value: float | None) -> str:
+    return MISSING if value is None else f"{value:+.3f}"
+
+
+def to_markdown(title: str, sections: list[Section]) -> str:
+    lines = [f"# {_text(title)}", ""]
+    for section in sections:
+        lines += [f"## {_text(section.title)}", ""]
+        for block in section.blocks:
+            if isinstance(block, str):
+                lines += [_text(block), ""]
+            elif isinstance(block, Table):
+                lines += [f"*{_text(block.caption)}*", "",
+                          "| " + " | ".join(map(_md_cell, block.header)) + " |",
+                          "|" + "---|" * len(block.header)]
+                lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+                lines.append("")
+            elif isinstance(block, Figure):
+                lines += [f"![{_text(block.caption)}](figures/{block.name})", "",
+                          f"*{_text(block.caption)}*", ""]
+            else:
+                lines += [f"**Query:** {_text(block.query)}", ""]
+                lines += [f"- **{_text(name)}** (reward {_reward(reward)}): {_text(response)}"
+                          for name, response, reward in block.responses]
+                lines.append("")
+    return "\n".join(lines)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+caption { caption-side: top; font-style: italic; text-align: left; padding-bottom: 0.3rem; }
+figure { margin: 1rem 0 2rem; } img { max-width: 100%; }
+figcaption { font-style: italic; font-size: 0.92rem; }
+.query { font-weight: 600; margin-top: 1.5rem; }
+.samples td { text-align: left; vertical-align: top; }
+"""
+
+
+def to_html(title: str, sections: list[Section]) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>{_text(title)}</h1>"]
+    for section in sections:
+        parts.append(f"<h2>{_text(section.title)}</h2>")
+        for block in section.blocks:
+            if isinstance(block, str):
+                parts.append(f"<p>{_text(block)}</p>")
+            elif isinstance(block, Table):
+                parts.append(f"<table><caption>{_text(block.caption)}</caption><tr>"
+                             + "".join(f"<th>{_text(h)}</th>" for h in block.header) + "</tr>")
+                parts += ["<tr>" + "".join(f"<td>{_text(c)}</td>" for c in row) + "</tr>"
+                          for row in block.rows]
+                parts.append("</table>")
+            elif isinstance(block, Figure):
+                data = base64.b64encode(block.png).decode("ascii")
+                parts.append(f'<figure><img alt="{html.escape(block.caption)}" '
+                             f'src="data:image/png;base64,{data}"><figcaption>'
+                             f"{_text(block.caption)}</figcaption></figure>")
+            else:
+                parts.append(f'<p class="query">Query: {_text(block.query)}</p>'
+                             '<table class="samples"><tr><th>run</th><th>reward</th>'
+                             "<th>response</th></tr>")
+                parts += [f"<tr><td>{_text(name)}</td><td>{_reward(reward)}</td>"
+                          f"<td>{_text(response)}</td></tr>"
+                          for name, response, reward in block.responses]
+                parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def figures(sections: list[Section]) -> dict[str, bytes]:
+    return {b.name: b.png for s in sections for b in s.blocks if isinstance(b, Figure)}

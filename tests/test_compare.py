@@ -1,0 +1,231 @@
+"""`ple compare` on the tiny model (configs/compare/tiny.yaml: ple and raft, the no_wsft
+ablation, seeds 0 and 1): the report's numbers against the runs' own eval.json, a
+self-contained HTML that escapes model text, reuse of finished runs, and bad configs."""
+
+import html
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run_ple
+
+CONFIG = REPO / "configs" / "compare" / "tiny.yaml"
+SEEDS = (0, 1)
+REVIEWS = [
+    "A warm and funny film with a cast that clearly enjoyed every minute of making it.",
+    "I loved this movie from the first scene to the last, and the music is wonderful too.",
+    "One of the best films of the year: smart, moving, beautifully shot and very well acted.",
+    "The story is simple but the performances are so good that it never feels thin at all.",
+    "What a delight this was, a small film with a big heart and a lovely final act indeed.",
+]
+SCRIPT = "<script>alert('x')</script>"
+
+
+def write_config(root: Path, **changes) -> Path:
+    """configs/compare/tiny.yaml with the test split below (references: PPL and BLEU) and
+    output_dir `out`, plus `changes` to the common fields."""
+    test = root / "test.jsonl"
+    test.write_text("".join(json.dumps({"text": t, "label": 1}) + "\n" for t in REVIEWS))
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg["output_dir"] = "out"
+    cfg["eval"]["test_data"] = str(test)
+    cfg["common"].update(changes)
+    path = root / "compare.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def snapshot(out: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    write_config(root)
+    result = run_ple("compare", "--config", "compare.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, result
+
+
+@pytest.fixture(scope="module")
+def second(first):
+    """The same command again, after a `<script>` response was planted in ple's seed-0
+    evaluation and raft seed 1 was made unfinished (its summary.json deleted)."""
+    root, _ = first
+    out = root / "out"
+    samples = out / "runs/ple/seed0/eval_samples.jsonl"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    rows[0]["response"] = SCRIPT
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "runs/raft/seed1/summary.json").unlink()
+    before = snapshot(out)
+    result = run_ple("compare", "--config", "compare.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, result, before
+
+
+def markdown_table(md: str, caption: str) -> dict[str, list[str]]:
+    """The rows of the table under `*caption*`, by their first cell."""
+    lines = md.split(f"*{caption}*\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[2:]]
+    return {row[0]: row[1:] for row in rows}
+
+
+def as_shown(text: str) -> str:
+    """Model text as the report shows it: one line, HTML special characters escaped."""
+    return html.escape(" ".join(text.split()), quote=False)
+
+
+def expected(values: list[float], digits: int) -> str:
+    """Mean ± standard deviation over the seeds, or the value where they agree."""
+    if len(set(values)) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
+    root, result = first
+    out = root / "out"
+    md = (out / "report.md").read_text()
+    main = markdown_table(md, "imdb: methods")
+    assert list(main) == ["BASE", "ple", "raft"]
+    ablations = markdown_table(md, "imdb: ablations")
+    assert list(ablations) == ["ple (ours)", "no_wsft: w/o L_weighted-sft"]
+    for table, label, run in ((main, "BASE", "base/seed{}"), (main, "ple", "runs/ple/seed{}"),
+                              (main, "raft", "runs/raft/seed{}"),
+                              (ablations, "ple (ours)", "runs/ple/seed{}"),
+                              (ablations, "no_wsft: w/o L_weighted-sft",
+                               "runs/no_wsft/seed{}")):
+        evals = [json.loads((out / run.format(s) / "eval.json").read_text()) for s in SEEDS]
+        assert all(e["n"] == 4 and e["bleu"] is not None for e in evals)
+        assert table[label][:5] == [
+            expected([e["reference_perplexity"] for e in evals], 2),
+            expected([e["reward_mean"] for e in evals], 3),
+            expected([e["bleu"] for e in evals], 2),
+            expected([e["base_perplexity"] for e in evals], 2),
+            expected([e["distinct_2"] for e in evals], 3)]
+    # The equal budget: 2 steps of 2 queries, with 2 responses each.
+    assert main["ple"][5:] == ["8", "2"] and main["raft"][5] == "8"
+    assert main["BASE"][5:] == ["–", "–"]
+
+    wins = markdown_table(md, "win / tie / lose (%) of ours")
+    assert list(wins) == ["ple vs raft", "ple vs base"]
+    reports = [json.loads((out / f"winrates/seed{s}/ple-vs-raft.json").read_text())
+               for s in SEEDS]
+    assert wins["ple vs raft"] == [expected([100 * r[f"{k}_rate"] for r in reports], 0)
+                                   for k in ("win", "tie", "lose")] + ["4"]
+    assert reports[0]["model_a"]["label"] == "ple" and reports[0]["judge"] == "reward vader"
+
+    base0 = [json.loads(line) for line in open(out / "base/seed0/eval_samples.jsonl")]
+    ple0 = {r["query"]: r for r in map(json.loads, open(out / "runs/ple/seed0/"
+                                                        "eval_samples.jsonl"))}
+    assert md.count("**Query:**") == 3
+    first_query = base0[0]["query"]
+    assert f"**Query:** {as_shown(first_query)}" in md
+    assert f"- **ple** (reward {ple0[first_query]['reward']:+.3f}): " \
+           f"{as_shown(ple0[first_query]['response'])}\n" in md
+    for figure in ("winrate.png", "reward_curves.png", "purity.png"):
+        assert f"(figures/{figure})" in md and (out / "figures" / figure).stat().st_size > 0
+    assert result.stdout.count(": training in ") == 6 and "reused" not in result.stdout
+
+
+def test_second_invocation_reuses_finished_runs_and_evaluations(second):
+    root, result, before = second
+    out = root / "out"
+    stdout = result.stdout
+    assert stdout.count("reused the finished run") == 5
+    assert stdout.count(": training in ") == 1
+    assert "raft seed 1: training in out/runs/raft/seed1 (replacing an unfinished run" in stdout
+    assert stdout.count("reused the evaluation") == 7  # 2 base + 5 runs
+    # ple's seed-0 responses changed, so both its seed-0 pairs are judged again; at seed 1
+    # the pair with the base model is not (raft's was retrained, so it may be).
+    assert "raft seed 0: judging ple against raft" in stdout
+    assert "base seed 0: judging ple against base" in stdout
+    assert "base seed 1: reused the win rates" in stdout
+    after = snapshot(out)
+    untouched = [p for p in before if "raft/seed1" not in str(p) and "winrates" not in str(p)
+                 and "report" not in str(p) and "figures" not in str(p)]
+    assert untouched and all(after[p] == before[p] for p in untouched)
+    assert (out / "runs/raft/seed1/summary.json").is_file()
+
+
+def test_html_is_self_contained_and_escapes_model_text(second):
+    root, _, _ = second
+    page = (root / "out/report.html").read_text()
+    assert SCRIPT not in page and "<script" not in page.lower()
+    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in page
+    assert "http://" not in page and "https://" not in page and "href=" not in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    md = (root / "out/report.md").read_text()
+    assert SCRIPT not in md and "&lt;script&gt;" in md
+
+
+def test_a_changed_config_for_an_existing_run_exits_2_and_changes_nothing(second):
+    root, _, _ = second
+    before = snapshot(root / "out")
+    write_config(root, learning_rate=0.01)
+    result = run_ple("compare", "--config", "compare.yaml", cwd=root)
+    write_config(root)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert re.match(r"ple: error: compare\.yaml:\d+: ple seed 0: out/runs/ple/seed0 holds a "
+                    r"run of another config \(learning_rate 0\.05 there, 0\.01 here\)",
+                    result.stderr), result.stderr
+    assert snapshot(root / "out") == before
+
+
+BAD_CONFIGS = [
+    ("methods:\n  ple: {method: ple, stepz: 3}\n",
+     "compare.yaml:2: unknown config key `methods.ple.stepz`"),
+    ("methods:\n  ple: {method: ple}\nseedz: [0]\n", "compare.yaml:3: unknown key `seedz`"),
+    ("common:\n  seed: 3\nmethods:\n  ple: {}\n",
+     "compare.yaml:2: `common.seed`: set `seeds` at the top level"),
+    ("methods:\n  ple: {}\n  ple: {method: raft}\n",
+     "compare.yaml:3: `ple` repeats the one at compare.yaml:2"),
+    ("methods:\n  base: {}\n", "compare.yaml:2: `methods.base`: a run name is a directory"),
+    ("methods:\n  raft: {method: raft}\n", "compare.yaml:1: `methods`: no method named `ple`"),
+    ("methods:\n  ple: {max_steps: 0}\n",
+     "compare.yaml:2: methods.ple: config key `max_steps` = 0: must be >= 1"),
+    ("ours: raft\nmethods:\n  raft: {method: raft}\nablations:\n  x: {ablation: no_rank}\n",
+     "compare.yaml:5: ablations.x: ablations are of PLE, but `ours` (raft) is method raft"),
+    ("methods:\n  ple: {}\neval:\n  n: 0\n", "compare.yaml:3: eval: -n 0: must be >= 1"),
+    ("methods:\n  ple: {}\neval:\n  seed: 1\n",
+     "compare.yaml:4: `eval.seed` is set by ple compare for each run"),
+    ("methods:\n  ple: {}\nwinrate:\n  judge: reward\n",
+     "compare.yaml:3: `winrate`: judge reward needs reward"),
+    ("seeds: [0, 0]\nmethods:\n  ple: {}\n", "compare.yaml:1: `seeds`: must be one or more"),
+    ("seeds: 0\nmethods:\n  ple: {}\n",
+     "compare.yaml:1: `seeds` must be a list of integers, got 0"),
+    ("methods:\n  ple: {}\nablations:\n  ple: {}\n",
+     "compare.yaml:3: `ablations`: `ple` is also a method"),
+    ("methods:\n  sft: {method: sft}\nours: sft\n",
+     "compare.yaml:2: methods.sft: config key `data`: method sft needs supervised data"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_CONFIGS, ids=[m.split(": ", 1)[1][:30]
+                                                           for _, m in BAD_CONFIGS])
+def test_bad_configs_exit_2_naming_file_and_line_before_anything_runs(tmp_path, text,
+                                                                      message):
+    (tmp_path / "compare.yaml").write_text(text)
+    result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"ple: error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.yaml"]
+
+
+def test_the_shipped_comparison_configs_load():
+    from ple.compare.config import load_compare_config, run_specs
+
+    cfg = load_compare_config(str(REPO / "configs" / "compare" / "imdb.yaml"))
+    assert list(cfg.methods) == ["ple", "raft", "rloo", "ppo", "dpo", "sft"]
+    specs = {s.name: s.config for s in run_specs(cfg)}
+    assert specs["no_rank"].ablation == "no_rank" and specs["no_wsft"].max_steps == 10
+    assert {c.model for c in specs.values()} == {"default"}
