@@ -37,7 +37,7 @@ SEED = 5
 # The reference run is this process, which would use a GPU where there is one.
 on_cpu = pytest.mark.skipif(torch.cuda.is_available(), reason="compares CPU runs")
 FLAGS = ["--model", "tiny", "--task", "imdb", "--batch-size", "7", "--max-new-tokens", "8",
-         "--top-k", "1", "--seed", SEED, "--reward", "length_reward:score",
+         "--top-k", "1", "--seed", SEED, "--reward", "multiprocess_reward:score",
          "--learning-rate", "1e-2", "--save-steps", "1"]
 
 
@@ -63,7 +63,7 @@ def launch(workdir: Path, *args) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("multiprocess")
-    (d / "length_reward.py").write_text(REWARD)
+    (d / "multiprocess_reward.py").write_text(REWARD)
     return d
 
 
