@@ -8,6 +8,7 @@ loads and before anything is written.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
@@ -18,6 +19,10 @@ from ple.config import FIELDS, PLEConfig, field_type, load_config
 from ple.errors import UserError
 from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
                        load_sft_pairs)
+
+# Subcommands that live in their own module, each with add_arguments(subparsers) and run(args).
+COMMAND_MODULES = {"annotate": "ple.annotate.command", "eval": "ple.evaluation.command",
+                   "winrate": "ple.evaluation.winrate", "compare": "ple.compare.orchestrate"}
 
 # The demo's settings, chosen by the measurements in README ("The demo"). Two deviations from
 # the paper, both measured there: replay of the current step only (a full replay costs
@@ -93,21 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a reward model (classifier or preference) from labelled or "
         "paired data, evaluate it on held-out data, and save it as a --reward directory"))
 
-    from ple.annotate.command import add_arguments as add_annotate_arguments
-
-    add_annotate_arguments(sub)
-
-    from ple.evaluation.command import add_arguments as add_eval_arguments
-
-    add_eval_arguments(sub)
-
-    from ple.evaluation.winrate import add_arguments as add_winrate_arguments
-
-    add_winrate_arguments(sub)
-
-    from ple.compare.orchestrate import add_arguments as add_compare_arguments
-
-    add_compare_arguments(sub)
+    for module in COMMAND_MODULES.values():
+        importlib.import_module(module).add_arguments(sub)
     return parser
 
 
@@ -300,22 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_demo(args)
         elif args.command == "reward":
             cmd_reward_train(args)
-        elif args.command == "annotate":
-            from ple.annotate.command import run as run_annotate
-
-            run_annotate(args)
-        elif args.command == "eval":
-            from ple.evaluation.command import run as run_eval
-
-            run_eval(args)
-        elif args.command == "winrate":
-            from ple.evaluation.winrate import run as run_winrate
-
-            run_winrate(args)
-        elif args.command == "compare":
-            from ple.compare.orchestrate import run as run_compare
-
-            run_compare(args)
+        elif args.command in COMMAND_MODULES:
+            importlib.import_module(COMMAND_MODULES[args.command]).run(args)
         else:
             cmd_generate(args)
     except UserError as e:
