@@ -240,16 +240,10 @@ def test_what_cannot_run_on_several_processes_says_so(tmp_path, monkeypatch, fla
     assert not out.exists()
 
 
-@pytest.mark.parametrize("name, kind, zero_stage", [
-    ("multi-gpu", DistributedType.MULTI_GPU, None),
-    ("deepspeed-zero2", DistributedType.DEEPSPEED, 2),
-    ("deepspeed-zero3", DistributedType.DEEPSPEED, 3),
-])
-def test_accelerate_configs_load(name, kind, zero_stage):
+def test_accelerate_config_loads():
     """accelerate's own loader fails on an unknown key."""
-    config = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
-    assert config.distributed_type == kind and not config.use_cpu
-    assert config.deepspeed_config.get("zero_stage") == zero_stage
+    config = load_config_from_file(str(REPO / "configs" / "accelerate" / "multi-gpu.yaml"))
+    assert config.distributed_type == DistributedType.MULTI_GPU and not config.use_cpu
 
 
 def test_gradient_accumulation_steps_below_1(tmp_path):
