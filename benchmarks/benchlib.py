@@ -123,3 +123,11 @@ def append_markdown(path: str, title: str, lines: list[str]) -> None:
                f"- Date: {datetime.now().strftime('%Y-%m-%d %H:%M')}", "", *lines]
     with open(p, "a", encoding="utf-8") as f:
         f.write(head + "\n" + "\n".join(section) + "\n")
+
+
+def add_output_arguments(parser) -> None:
+    """The flags every benchmark shares: the seed and where its numbers go."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write every number to this JSON file")
+    parser.add_argument("--append-markdown", help="append a section to this file "
+                        "(e.g. BENCHMARKS.md)")

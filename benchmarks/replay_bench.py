@@ -20,7 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-from benchlib import append_markdown, machine
+from benchlib import add_output_arguments, append_markdown, machine
 
 WINDOWS = {"window 1": 1, "full replay": None}
 
@@ -79,10 +79,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=6, help="PLE steps per run (default 6)")
     parser.add_argument("--eval-queries", type=int, default=32,
                         help="held-out queries evaluated before and after (default 32)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="write every number to this JSON file")
-    parser.add_argument("--append-markdown", help="append a section to this file "
-                        "(e.g. BENCHMARKS.md)")
+    add_output_arguments(parser)
     return parser.parse_args(argv)
 
 

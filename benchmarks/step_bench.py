@@ -34,7 +34,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from benchlib import PhaseMeter, append_markdown, machine, memory_kind, memory_now_mib
+from benchlib import (PhaseMeter, add_output_arguments, append_markdown, machine, memory_kind,
+                      memory_now_mib)
 
 CONTENDERS = ("ple", "floor", "peer")
 PHASES = ("generate", "score", "train")
@@ -231,10 +232,7 @@ def parse_args(argv=None):
                         help="length of every response (default 48)")
     parser.add_argument("--steps", type=int, default=3,
                         help="measured steps after one warm-up step (default 3)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="write every number to this JSON file")
-    parser.add_argument("--append-markdown", help="append a section to this file "
-                        "(e.g. BENCHMARKS.md)")
+    add_output_arguments(parser)
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
