@@ -6,6 +6,7 @@ probe pairs, so the numbers come from a reward model that really serves.
 
     python benchmarks/reward_models.py imdb --out /tmp/rm-bench
     python benchmarks/reward_models.py tldr --out /tmp/rm-bench
+    python benchmarks/reward_models.py hh --out /tmp/rm-bench
     python benchmarks/reward_models.py imdb --out /tmp/rm-quick --max-train-examples 64 \\
         --max-eval-examples 64        # a quick run to estimate the speed first
 
@@ -47,6 +48,18 @@ RUNS = {
                   "--batch-size", "8"],
         "probe": None,  # filled from the first held-out pair
     },
+    # HH has no train split here (shared/data/README.md): 20 % of helpful-base is held out.
+    "hh": {
+        "kind": "preference",
+        "data": SHARED / "hh-rlhf" / "helpful-base" / "test.jsonl.gz",
+        "eval_data": None,
+        "flags": ["--eval-fraction", "0.2", "--skip-invalid-pairs", "true",
+                  "--probe-examples", "1900", "--max-steps", "60", "--max-length", "128",
+                  "--batch-size", "8"],
+        "probe": ("\n\nHuman: How do I bake bread at home?\n\nAssistant:",
+                  [" Mix flour, water, yeast and salt, let it rise, then bake it at 230 C.",
+                   " I don't know."]),
+    },
 }
 
 
@@ -58,7 +71,8 @@ def main() -> int:
     run = RUNS[args.name]
     out = Path(args.out) / args.name
     command = [sys.executable, "-m", "ple.cli", "reward", "train", "--kind", run["kind"],
-               "--data", str(run["data"]), "--eval-data", str(run["eval_data"]),
+               "--data", str(run["data"]),
+               *(["--eval-data", str(run["eval_data"])] if run["eval_data"] else []),
                "--base", "default", "--output-dir", str(out), "--overwrite",
                *run["flags"], *extra]
     print("$ ple " + " ".join(command[3:]), flush=True)
@@ -72,7 +86,7 @@ def main() -> int:
 
     from ple.rewards import load_reward
 
-    reward = load_reward(str(out), "imdb" if args.name == "imdb" else "tldr")
+    reward = load_reward(str(out), args.name)
     if run["probe"]:
         query, texts = run["probe"]
         probe = list(zip(texts, reward.score([query] * len(texts), texts)))
