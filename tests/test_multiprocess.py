@@ -1,5 +1,6 @@
-"""Scaling: 2 processes on CPU (gloo) train as one process with the same global batch; gradient accumulation updates as one larger mini-batch; bf16 autocast is
-off on CPU; what cannot run on several processes says so."""
+"""Scaling: 2 processes on CPU (gloo), under DDP and under DeepSpeed ZeRO-2 and ZeRO-3, train
+as one process with the same global batch and resume; gradient accumulation updates as one
+larger mini-batch; bf16 autocast is off on CPU; what cannot run on several processes says so."""
 
 import json
 import os
@@ -47,15 +48,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(workdir: Path, *args) -> subprocess.CompletedProcess:
+# How the 2 processes are launched: DDP, or one of the shipped DeepSpeed configs.
+LAUNCHES = {"ddp": ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
+                    "--dynamo_backend", "no"],
+            "zero2": ["--config_file", str(REPO / "configs" / "accelerate" / "zero2.yaml")],
+            "zero3": ["--config_file", str(REPO / "configs" / "accelerate" / "zero3.yaml")]}
+
+
+def launch(workdir: Path, how: str, *args) -> subprocess.CompletedProcess:
     """`ple` on 2 processes, as a user launches it. Without a GPU they run on CPU (gloo).
     `--multi_gpu` starts them through torch.distributed.run; `--cpu` would start one
     process (accelerate runs several CPU processes only through mpirun)."""
     accelerate = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "PYTHONPATH": str(workdir), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no",
+        [str(accelerate), "launch", *LAUNCHES[how], "--num_processes", "2",
          "--main_process_port", str(free_port()), "-m", "ple.cli", *map(str, args)],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
@@ -77,17 +84,18 @@ def one_process(workdir):
     return out
 
 
-@pytest.fixture(scope="module")
-def two_processes(workdir):
+@pytest.fixture(scope="module", params=sorted(LAUNCHES))
+def two_processes(workdir, request):
     """2 steps on two processes, 2 pairs per process per forward pass: the same 4 pairs
-    per update. Returns the run's directory, which the resume test continues, and a copy
-    of it as it was after those 2 steps."""
-    out = workdir / "two"
-    result = launch(workdir, "train", *FLAGS, "--max-steps", "2", "--train-batch-size", "2",
-                    "--output-dir", out)
+    per update. Returns how it was launched, the run's directory, which the resume test
+    continues, and a copy of it as it was after those 2 steps."""
+    how = request.param
+    out = workdir / f"two-{how}"
+    result = launch(workdir, how, "train", *FLAGS, "--max-steps", "2", "--train-batch-size",
+                    "2", "--output-dir", out)
     assert result.returncode == 0, result.stderr[-3000:]
-    shutil.copytree(out, workdir / "two-at-step-2")
-    return out, workdir / "two-at-step-2"
+    shutil.copytree(out, workdir / f"two-{how}-at-step-2")
+    return how, out, workdir / f"two-{how}-at-step-2"
 
 
 def rows(path: Path) -> list[dict]:
@@ -120,7 +128,7 @@ def checkpoint_weights(out: Path, step: int) -> dict:
 
 @on_cpu
 def test_two_processes_train_as_one_with_the_same_global_batch(one_process, two_processes):
-    _, run = two_processes
+    _, _, run = two_processes
     two = rows(run / "metrics.jsonl")
     assert_close_rows(two, rows(one_process / "metrics.jsonl")[:2])
     # 7 then 14 replayed pairs in updates of 4: 2 + 4 optimizer steps.
@@ -135,20 +143,31 @@ def test_two_processes_train_as_one_with_the_same_global_batch(one_process, two_
     # Each process's random stream is saved, for --resume.
     saved = sorted(p.name for p in (run / "checkpoints" / "step-000002").iterdir())
     assert "rng.pt" in saved and "rng-1.pt" in saved
+    # The optimizer state is AdamW's on one process, whatever the launch (ZeRO shards it).
+    optimizer = [torch.load(out / "checkpoints" / "step-000002" / "optimizer.pt",
+                            weights_only=True) for out in (run, one_process)]
+    assert optimizer[0]["param_groups"] == optimizer[1]["param_groups"]
+    assert optimizer[0]["state"].keys() == optimizer[1]["state"].keys()
+    for i, state in optimizer[0]["state"].items():
+        assert state["step"] == optimizer[1]["state"][i]["step"] == 6
+        assert_close_tensors(state, optimizer[1]["state"][i])
 
 
 @on_cpu
 def test_two_processes_resume_the_run(workdir, one_process, two_processes):
-    out, _ = two_processes
+    how, out, _ = two_processes
     # On another number of processes the random streams would not continue: refused.
     result = run_ple("train", "--resume", "--output-dir", out, "--max-steps", "3", cwd=workdir)
     assert result.returncode == 2
     assert "was written by 2 process(es), this run has 1" in result.stderr
     assert len(rows(out / "metrics.jsonl")) == 2  # nothing cut or written
-    result = launch(workdir, "train", "--resume", "--output-dir", out, "--max-steps", "3")
+    result = launch(workdir, how, "train", "--resume", "--output-dir", out, "--max-steps", "3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert_close_rows(rows(out / "metrics.jsonl"), rows(one_process / "metrics.jsonl"))
     assert rows(out / "samples.jsonl") == rows(one_process / "samples.jsonl")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2
+    assert summary["distributed_type"] == ("MULTI_CPU" if how == "ddp" else "DEEPSPEED")
     assert_close_tensors(load_file(str(out / "adapter" / "adapter_model.safetensors")),
                          load_file(str(one_process / "adapter" / "adapter_model.safetensors")))
 
@@ -213,14 +232,14 @@ def test_bf16_autocast_is_off_on_cpu(tmp_path):
                                                    else "no")
 
 
-def test_deepspeed_and_fsdp_are_refused(tmp_path, monkeypatch):
-    class DeepSpeedAccelerator(Accelerator):
-        distributed_type = DistributedType.DEEPSPEED
+def test_fsdp_is_refused(tmp_path, monkeypatch):
+    class FSDPAccelerator(Accelerator):
+        distributed_type = DistributedType.FSDP
 
-    monkeypatch.setattr("ple.online.Accelerator", DeepSpeedAccelerator)
-    with pytest.raises(UserError, match="distributed_type DEEPSPEED: the online methods run "
-                                        "on one process or several under DDP only"):
-        make_trainer(tmp_path, "deepspeed")
+    monkeypatch.setattr("ple.online.Accelerator", FSDPAccelerator)
+    with pytest.raises(UserError, match="distributed_type FSDP: the online methods run on "
+                                        "one process, or several under DDP or DeepSpeed ZeRO"):
+        make_trainer(tmp_path, "fsdp")
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -240,10 +259,25 @@ def test_what_cannot_run_on_several_processes_says_so(tmp_path, monkeypatch, fla
     assert not out.exists()
 
 
-def test_accelerate_config_loads():
+@pytest.mark.parametrize("method", ["ppo", "rloo"])
+def test_what_cannot_run_under_deepspeed_says_so(tmp_path, monkeypatch, method):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # as accelerate launch sets it
+    out = tmp_path / "out"
+    result = run_ple("train", "--model", "tiny", "--method", method, "--output-dir", out)
+    assert result.returncode == 2
+    assert result.stderr == (f"ple: error: config key `method` = {method!r}: runs without "
+                             f"DeepSpeed; ple and raft run under it (docs/scaling.md)\n")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, kind, stage", [("multi-gpu", DistributedType.MULTI_GPU, None),
+                                               ("zero2", DistributedType.DEEPSPEED, 2),
+                                               ("zero3", DistributedType.DEEPSPEED, 3)])
+def test_accelerate_configs_load(name, kind, stage):
     """accelerate's own loader fails on an unknown key."""
-    config = load_config_from_file(str(REPO / "configs" / "accelerate" / "multi-gpu.yaml"))
-    assert config.distributed_type == DistributedType.MULTI_GPU and not config.use_cpu
+    config = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
+    assert config.distributed_type == kind and not config.use_cpu
+    assert (config.deepspeed_config or {}).get("zero_stage") == stage
 
 
 def test_gradient_accumulation_steps_below_1(tmp_path):

@@ -152,10 +152,15 @@ def method_data(cfg: PLEConfig, task):
 def check_processes(cfg: PLEConfig) -> None:
     """Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N), only
     the methods of the shared online harness run on several processes (docs/scaling.md)."""
+    from ple.zero import launched_with_deepspeed
+
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if processes > 1 and cfg.method not in ("ple", "raft"):
         raise UserError(f"config key `method` = {cfg.method!r}: runs on one process, not "
                         f"{processes}; ple and raft run on several (docs/scaling.md)")
+    if launched_with_deepspeed() and cfg.method not in ("ple", "raft"):
+        raise UserError(f"config key `method` = {cfg.method!r}: runs without DeepSpeed; ple "
+                        f"and raft run under it (docs/scaling.md)")
     if cfg.batch_size < processes:
         raise UserError(f"config key `batch_size` = {cfg.batch_size}: each of the {processes} "
                         f"processes needs at least one query a step")

@@ -8,16 +8,17 @@ import itertools
 import json
 import os
 import random
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, gather_object, set_seed
+from accelerate.utils import DistributedType, InitProcessGroupKwargs, gather_object, set_seed
 from tqdm.auto import tqdm
+from trl.models.utils import unwrap_model_for_generation
 
-from ple import checkpoint, losses
+from ple import checkpoint, losses, zero
 from ple.buffer import ReplayBuffer
 from ple.config import PLEConfig
 from ple.errors import UserError
@@ -29,9 +30,8 @@ from ple.rollout import Prompter, decode, sample
 from ple.sequences import pack, response_token_logprobs
 from ple.tasks import TASKS
 
-# Launch types whose gradients are not DDP's plain all-reduce of replicated weights.
-NOT_DDP = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.MEGATRON_LM,
-           DistributedType.XLA)
+# Launch types the harness does not drive: it runs on one process, under DDP or DeepSpeed.
+UNSUPPORTED = (DistributedType.FSDP, DistributedType.MEGATRON_LM, DistributedType.XLA)
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
              "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
@@ -101,13 +101,20 @@ class OnlineTrainer:
                             f"the model's context of {context} tokens")
 
         cuda = torch.cuda.is_available()
-        self.accelerator = Accelerator(cpu=not cuda,
-                                       mixed_precision="bf16" if args.bf16 and cuda else "no")
-        if self.accelerator.distributed_type in NOT_DDP:
+        deepspeed = zero.launched_with_deepspeed()
+        # accelerate starts DeepSpeed only when not told cpu=True, and finds no backend for
+        # it without a GPU; DeepSpeed's CPU accelerator talks over gloo.
+        self.accelerator = Accelerator(
+            cpu=not cuda and not deepspeed,
+            mixed_precision="bf16" if args.bf16 and cuda else "no",
+            kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed and not cuda
+            else [])
+        if self.accelerator.distributed_type in UNSUPPORTED:
             raise UserError(f"accelerate's distributed_type "
                             f"{self.accelerator.distributed_type.value}: the online methods "
-                            f"run on one process or several under DDP only (e.g. "
-                            f"configs/accelerate/multi-gpu.yaml); see docs/scaling.md")
+                            f"run on one process, or several under DDP or DeepSpeed ZeRO "
+                            f"(configs/accelerate/); see docs/scaling.md")
+        self.deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
         # Seed + process index: the processes sample their shares of a step's queries with
         # different random streams. Process 0 of N is seeded as a single process is.
         set_seed(args.seed, device_specific=True)
@@ -121,12 +128,18 @@ class OnlineTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         params += [p for m in self.extra_modules.values() for p in m.parameters()]
         optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
+        # What checkpoints store as the optimizer's param_groups (ZeRO replaces its own).
+        self.param_groups = optimizer.state_dict()["param_groups"]
+        if self.deepspeed:
+            zero.configure(self.accelerator.state.deepspeed_plugin, args.train_batch_size,
+                           self.accelerator.num_processes, args.max_grad_norm)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.vllm = None
         if args.generation_backend == "vllm":
             from ple.vllm_backend import VLLMSampler
 
-            self.vllm = VLLMSampler(args, self.accelerator.unwrap_model(self.model), tokenizer)
+            with self.whole_model() as whole:
+                self.vllm = VLLMSampler(args, whole, tokenizer)
         self.buffer = ReplayBuffer(args.replay_window)
         self.metrics: list[dict] = []
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
@@ -149,15 +162,24 @@ class OnlineTrainer:
         return batch
 
     # --- the parts of a step ---------------------------------------------------------------
+    @contextmanager
+    def whole_model(self):
+        """The policy unwrapped from DDP or DeepSpeed, every weight whole on this process:
+        under ZeRO-3, where each process holds a shard, the weights are gathered for the
+        duration (so every process must enter together)."""
+        with unwrap_model_for_generation(self.model, self.accelerator) as model:
+            yield model
+
     def _sample(self, prompts: list[list[int]]) -> tuple[list, list]:
         """Response token ids and texts for prompts, in ONE batched generate call."""
-        a, model = self.args, self.accelerator.unwrap_model(self.model)
-        if self.vllm is not None:
-            responses = self.vllm.sample(model, prompts)
-        else:
-            with self.accelerator.autocast():
-                responses = sample(model, self.tokenizer, prompts, a.max_new_tokens,
-                                   a.temperature, a.top_p, a.top_k)
+        a = self.args
+        with self.whole_model() as model:
+            if self.vllm is not None:
+                responses = self.vllm.sample(model, prompts)
+            else:
+                with self.accelerator.autocast():
+                    responses = sample(model, self.tokenizer, prompts, a.max_new_tokens,
+                                       a.temperature, a.top_p, a.top_k)
         return responses, decode(self.tokenizer, responses)
 
     def _count_generated(self, responses: list[list[int]]) -> None:
@@ -214,20 +236,30 @@ class OnlineTrainer:
             logged: dict = {}
             for j, chunk in enumerate(chunks):
                 weight = len(chunk) / len(batch) if share else 0.0
+                last = j == len(chunks) - 1
                 # Gradients are all-reduced once per step, in its last backward.
-                with nullcontext() if j == len(chunks) - 1 else acc.no_sync(self.model):
+                with nullcontext() if last or self.deepspeed else acc.no_sync(self.model):
                     out = loss_fn(chunk)
                     # The chunk's mean, weighted by its share of the step (Eqs. 3-4 divide
-                    # by the step's pairs), times the processes DDP averages over.
-                    acc.backward(out["loss"] * (weight * processes))
+                    # by the step's pairs), times the processes DDP (and ZeRO) average over.
+                    loss = out["loss"] * (weight * processes)
+                    if self.deepspeed:
+                        self.model.set_gradient_accumulation_boundary(last)
+                        self.model.backward(loss)
+                    else:
+                        acc.backward(loss)
                 for key, value in out.items():
                     if isinstance(value, list):
                         logged[key] = logged.get(key, []) + (value if share else [])
                     else:
                         logged[key] = logged.get(key, 0.0) + weight * float(value.detach())
-            norms.append(float(acc.clip_grad_norm_(params, self.args.max_grad_norm)))
-            self.optimizer.step()
-            self.optimizer.zero_grad()
+            if self.deepspeed:  # clips at max_grad_norm (zero.configure), steps, zeroes
+                self.model.step()
+                norms.append(float(self.model.get_global_grad_norm()))
+            else:
+                norms.append(float(acc.clip_grad_norm_(params, self.args.max_grad_norm)))
+                self.optimizer.step()
+                self.optimizer.zero_grad()
             steps.append(logged)
         if processes > 1:
             steps = [{key: [x for p in parts for x in p[key]] if isinstance(parts[0][key], list)
@@ -258,9 +290,9 @@ class OnlineTrainer:
     # --- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict:
         """Plain responses to the held-out queries (see evaluate_plain)."""
-        return evaluate_plain(self.accelerator.unwrap_model(self.model), self.tokenizer,
-                              self.prompter, self.reward, self.eval_queries, self.args,
-                              self.frozen_base)
+        with self.whole_model() as model:
+            return evaluate_plain(model, self.tokenizer, self.prompter, self.reward,
+                                  self.eval_queries, self.args, self.frozen_base)
 
     # --- the loop --------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
@@ -278,7 +310,9 @@ class OnlineTrainer:
                 for name in ("metrics.jsonl", "samples.jsonl"):
                     (out / name).write_text("")
             start = 1
-            summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped}
+            summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped,
+                       "processes": self.accelerator.num_processes,
+                       "distributed_type": self.accelerator.distributed_type.value}
             if self.dropped and main:
                 print(f"ple: dropped {self.dropped} of {self.dropped + len(self.queries)} "
                       f"queries longer than max_prompt_tokens = {a.max_prompt_tokens}")
@@ -300,8 +334,9 @@ class OnlineTrainer:
                 bar.set_postfix(self._progress(row))
                 if step % a.save_steps == 0 or step == a.max_steps:
                     self._checkpoint(out, step, summary)
-        if main:
-            self._save(out)
+        with self.whole_model() as model:
+            if main:
+                self._save(out, model)
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
         if main:
@@ -330,17 +365,26 @@ class OnlineTrainer:
             params.update({f"{name}.{n}": p for n, p in module.named_parameters()})
         return params
 
+    def _weights_and_optimizer(self) -> tuple[dict, dict]:
+        """The trainable weights (fp32) and the optimizer's state dict, as AdamW on one
+        process holds them, whatever the launch. Collective under DeepSpeed."""
+        params = self._trainable()
+        if not self.deepspeed:
+            return params, self.optimizer.state_dict()
+        return (zero.full_parameters(params),
+                zero.optimizer_state(self.optimizer, params, self.param_groups))
+
     def _checkpoint(self, out: Path, step: int, summary: dict) -> None:
         # Everything else is the same on every process; the random streams are not.
         rng = gather_object([checkpoint.rng_state()])
+        weights, optimizer_state = self._weights_and_optimizer()
         if not self.accelerator.is_main_process:
             return
         state = {"step": step, "totals": self.totals, "summary": summary,
                  # Rows written after this checkpoint are cut off again on resume.
                  "metrics_bytes": (out / "metrics.jsonl").stat().st_size,
                  "samples_bytes": (out / "samples.jsonl").stat().st_size}
-        checkpoint.save(out, step, self._trainable(), self.optimizer.state_dict(), state,
-                        self.buffer.pairs, rng)
+        checkpoint.save(out, step, weights, optimizer_state, state, self.buffer.pairs, rng)
 
     def _restore(self, out: Path) -> tuple[int, dict]:
         found = checkpoint.complete_checkpoints(out)
@@ -357,10 +401,13 @@ class OnlineTrainer:
         if set(params) != set(saved["trainable"]):
             raise UserError(f"--resume: checkpoint {found[-1]} holds other parameters than "
                             f"this model trains (another model or LoRA setting?)")
-        with torch.no_grad():
-            for name, tensor in saved["trainable"].items():
-                params[name].copy_(tensor)
-        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.deepspeed:
+            zero.load(self.optimizer, params, saved["trainable"], saved["optimizer"])
+        else:
+            with torch.no_grad():
+                for name, tensor in saved["trainable"].items():
+                    params[name].copy_(tensor)
+            self.optimizer.load_state_dict(saved["optimizer"])
         checkpoint.set_rng_state(saved["rng"][self.accelerator.process_index])
         state = saved["state"]
         self.buffer.pairs = saved["pairs"]
@@ -373,8 +420,8 @@ class OnlineTrainer:
             print(f"ple: resuming after step {state['step']} from {found[-1]}")
         return state["step"] + 1, state["summary"]
 
-    def _save(self, out: Path) -> None:
-        model = self.accelerator.unwrap_model(self.model)
+    def _save(self, out: Path, model) -> None:
+        """Write the adapter (or model) and the plots; `model` is the whole policy."""
         model.save_pretrained(out / ("adapter" if self.args.use_lora else "model"),
                               safe_serialization=True)
         if not self.args.use_lora:

@@ -142,6 +142,6 @@ class PLETrainer(OnlineTrainer):
         return {"tau": f"{row['tau']:.3f}", "r": f"{row['reward_mean']:.2f}",
                 "r_p": f"{row['reward_prompt_mean']:.2f}", "rank": f"{row['rank_share_new']:.0%}"}
 
-    def _save(self, out: Path) -> None:
-        super()._save(out)
+    def _save(self, out: Path, model) -> None:
+        super()._save(out, model)
         plot_purity(self.metrics, out / "purity.png")

@@ -163,6 +163,6 @@ class PPOTrainer(OnlineTrainer):
     def _progress(self, row: dict) -> dict:
         return {"r": f"{row['reward_mean']:.2f}", "kl": f"{row['kl']:.3f}"}
 
-    def _save(self, out: Path) -> None:
-        super()._save(out)
+    def _save(self, out: Path, model) -> None:
+        super()._save(out, model)
         checkpoint.write_tensors(out / "value_head.safetensors", self.value_head.state_dict())
