@@ -282,9 +282,9 @@ def cmd_reward_train(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # peft calls a transformers API that transformers 5 has deprecated: noise for our users.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
-                            category=FutureWarning)
+    # peft and TRL call transformers' gradient_checkpointing* names, which transformers 5
+    # deprecates for activation_checkpointing*: noise for our users.
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":

@@ -155,6 +155,14 @@ class PLEConfig:
                       "(weights, gradients and optimizer state stay float32). Ignored on "
                       "CPU, where autocast is off. The paper does not say. Default true."),
     )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_doc("Recompute each layer's activations in the backward pass instead of "
+                      "keeping them from the forward pass: less memory for a longer train "
+                      "phase (BENCHMARKS.md measures both). Off during generation. Passed to "
+                      "TRL for sft, dpo and rloo, whose own default is on. The paper does not "
+                      "say. Default false."),
+    )
     learning_rate: float = field(
         default=3e-4,
         metadata=_doc("AdamW learning rate. The paper gives none for PLE. Default 3e-4."),

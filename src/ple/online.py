@@ -33,6 +33,10 @@ from ple.tasks import TASKS
 # Launch types the harness does not drive: it runs on one process, under DDP or DeepSpeed.
 UNSUPPORTED = (DistributedType.FSDP, DistributedType.MEGATRON_LM, DistributedType.XLA)
 
+# Non-reentrant checkpointing needs no gradient at the inputs, which LoRA's frozen
+# embeddings do not have.
+CHECKPOINTING = {"use_reentrant": False}
+
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
              "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
 
@@ -124,6 +128,8 @@ class OnlineTrainer:
             model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
         elif self.eval_queries:
             self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
+        if args.gradient_checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING)
         self.extra_modules = self._extra_modules(model)
         params = [p for p in model.parameters() if p.requires_grad]
         params += [p for m in self.extra_modules.values() for p in m.parameters()]
@@ -167,7 +173,8 @@ class OnlineTrainer:
         """The policy unwrapped from DDP or DeepSpeed, every weight whole on this process:
         under ZeRO-3, where each process holds a shard, the weights are gathered for the
         duration (so every process must enter together)."""
-        with unwrap_model_for_generation(self.model, self.accelerator) as model:
+        with unwrap_model_for_generation(self.model, self.accelerator,
+                                         gradient_checkpointing_kwargs=CHECKPOINTING) as model:
             yield model
 
     def _sample(self, prompts: list[list[int]]) -> tuple[list, list]:

@@ -81,6 +81,7 @@ class TRLRun:
             lr_scheduler_type="constant", max_grad_norm=a.max_grad_norm, seed=a.seed,
             logging_steps=1, save_strategy="no", report_to="none",
             gradient_accumulation_steps=a.gradient_accumulation_steps,
+            activation_checkpointing=a.gradient_checkpointing,  # transformers 5's name
             bf16=a.bf16 and torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
         return config_class(**{**defaults, **method_args})
 
