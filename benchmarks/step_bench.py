@@ -13,13 +13,16 @@ queries, batch and lengths, the floor and the peer:
 
 Equal lengths: every response is exactly --max-new-tokens tokens (stop tokens are
 suppressed until then: min_new_tokens = max_new_tokens), so the three generate and train on
-the same number of tokens. All three train in float32. Each contender runs in its own
+the same number of tokens. All three train in float32, and all three with activation
+checkpointing or all three without (--gradient-checkpointing; TRL's RLOO defaults to it,
+ple does not). Each contender runs in its own
 process, so peak memory is measured alike: on CPU the resident set's high-water mark, on
 CUDA torch.cuda.max_memory_allocated, per phase. One warm-up step, then --steps measured
 steps; times are medians, the peak is the largest.
 
     python benchmarks/step_bench.py --model tiny --steps 1          # a quick check
     python benchmarks/step_bench.py --out /tmp/step.json --append-markdown BENCHMARKS.md
+    python benchmarks/step_bench.py --gradient-checkpointing --append-markdown BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ def bench_config(args, output_dir: str):
                               "max_new_tokens": args.max_new_tokens, "replay_window": 1,
                               "max_steps": 1 + args.steps, "seed": args.seed,
                               # the floor and the peer run in float32: so does PLE here
-                              "bf16": False, "output_dir": output_dir})
+                              "bf16": False, "output_dir": output_dir,
+                              "gradient_checkpointing": args.gradient_checkpointing})
 
 
 def force_length(model, tokenizer, n: int) -> None:
@@ -83,12 +87,14 @@ def floor_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> li
     import torch
 
     from ple.models import add_lora
-    from ple.online import make_prompter
+    from ple.online import CHECKPOINTING, make_prompter
     from ple.rollout import left_pad
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
     model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout).to(device)
+    if cfg.gradient_checkpointing:  # it acts in training mode only: generation is unaffected
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=cfg.learning_rate)
     prompter = make_prompter(cfg, tokenizer)
@@ -101,6 +107,7 @@ def floor_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> li
     records = []
     for _ in range(cfg.max_steps):
         meter.enter("generate")
+        model.eval()
         with torch.no_grad():
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
                                  max_new_tokens=cfg.max_new_tokens,
@@ -109,6 +116,7 @@ def floor_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> li
         meter.enter("train")
         responses = out[:, ids.shape[1]:]
         labels = torch.cat([torch.full_like(train_ids, -100), responses], dim=1)
+        model.train()
         loss = model(input_ids=torch.cat([train_ids, responses], dim=1),
                      attention_mask=torch.cat([train_mask, torch.ones_like(responses)], dim=1),
                      labels=labels).loss
@@ -202,7 +210,9 @@ def report(args, summary: dict, found: dict) -> list[str]:
     equal = len({s["tokens_per_step"] for s in summary.values()}) == 1
     lines = [f"Batch {args.batch_size} imdb queries -> {2 * args.batch_size} sequences of "
              f"exactly {args.max_new_tokens} new tokens (lengths equal across contenders: "
-             f"{'yes' if equal else 'NO'}); model `{args.model}`; 1 warm-up step, median of "
+             f"{'yes' if equal else 'NO'}); activation checkpointing "
+             f"{'on' if args.gradient_checkpointing else 'off'} for all three; model "
+             f"`{args.model}`; 1 warm-up step, median of "
              f"{args.steps} measured. Memory: {memory_kind()}, each contender in its own "
              f"process.", "",
              "| contender | step s | generate s | score s | train s | tokens/step | "
@@ -232,6 +242,9 @@ def parse_args(argv=None):
                         help="length of every response (default 48)")
     parser.add_argument("--steps", type=int, default=3,
                         help="measured steps after one warm-up step (default 3)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="all three contenders recompute activations in the backward "
+                             "pass (TRL's default for RLOO); without it none does")
     add_output_arguments(parser)
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -240,9 +253,8 @@ def parse_args(argv=None):
 
 def main() -> int:
     args = parse_args()
-    # peft calls a transformers API that transformers 5 has deprecated (as ple.cli filters).
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
-                            category=FutureWarning)
+    # peft and TRL call names transformers 5 has deprecated (as ple.cli filters).
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing", category=FutureWarning)
     if args.contender:  # a child process: one contender
         Path(args.result).write_text(json.dumps(run_contender(args.contender, args)))
         return 0
@@ -255,6 +267,8 @@ def main() -> int:
                             "--batch-size", str(args.batch_size),
                             "--max-new-tokens", str(args.max_new_tokens),
                             "--steps", str(args.steps), "--seed", str(args.seed),
+                            *(["--gradient-checkpointing"] if args.gradient_checkpointing
+                              else []),
                             "--contender", name, "--result", str(result)], check=True)
             results[name] = json.loads(result.read_text())
     summary = {name: summarize(r) for name, r in results.items()}
@@ -267,7 +281,9 @@ def main() -> int:
              "summary": summary, "ratios": found, "targets": TARGETS, "steps": results},
             indent=1))
     if args.append_markdown:
-        append_markdown(args.append_markdown, "Step benchmark: PLE, floor, TRL RLOO", lines)
+        checkpointing = "with" if args.gradient_checkpointing else "without"
+        append_markdown(args.append_markdown, f"Step benchmark: PLE, floor, TRL RLOO, "
+                        f"{checkpointing} activation checkpointing", lines)
     return 0
 
 
