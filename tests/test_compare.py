@@ -229,3 +229,15 @@ def test_the_shipped_comparison_configs_load():
     specs = {s.name: s.config for s in run_specs(cfg)}
     assert specs["no_rank"].ablation == "no_rank" and specs["no_wsft"].max_steps == 10
     assert {c.model for c in specs.values()} == {"default"}
+
+
+def test_the_efficiency_config_spends_equal_budgets():
+    """configs/compare/efficiency.yaml (BENCHMARKS.md): 160 sampled responses per run."""
+    from ple.compare.config import load_compare_config, run_specs
+
+    cfg = load_compare_config(str(REPO / "configs" / "compare" / "efficiency.yaml"))
+    assert cfg.seeds == [0, 1, 2]
+    specs = {s.name: s.config for s in run_specs(cfg)}
+    ple, raft = specs["ple"], specs["raft"]
+    assert ple.max_steps * ple.batch_size * 2 == 160
+    assert raft.max_steps * raft.batch_size * raft.raft_k == 160
