@@ -287,3 +287,27 @@ def test_gradient_accumulation_steps_below_1(tmp_path):
     assert result.stderr == ("ple: error: config key `gradient_accumulation_steps` = 0: "
                              "must be >= 1\n")
     assert not (tmp_path / "out").exists()
+
+
+@on_cpu
+def test_full_fine_tuning_under_zero3_trains_as_one_process(workdir):
+    """ZeRO-3 shards every weight of the model: the weights are gathered to generate, to
+    evaluate against the frozen base and to save the whole model."""
+    flags = [*FLAGS, "--max-steps", "2", "--use-lora", "false", "--learning-rate", "1e-3",
+             "--eval-queries", "4"]
+    one = workdir / "full-one"
+    result = run_ple("train", *flags, "--train-batch-size", "4", "--output-dir", one,
+                     cwd=workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    two = workdir / "full-zero3"
+    result = launch(workdir, "zero3", "train", *flags, "--train-batch-size", "2",
+                    "--output-dir", two)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_close_rows(rows(two / "metrics.jsonl"), rows(one / "metrics.jsonl"))
+    assert rows(two / "samples.jsonl") == rows(one / "samples.jsonl")
+    summaries = [json.loads((out / "summary.json").read_text()) for out in (two, one)]
+    for key in ("reward_mean", "base_perplexity"):
+        assert summaries[0]["eval_after"][key] == pytest.approx(summaries[1]["eval_after"][key],
+                                                                rel=1e-4)
+    weights = [load_file(str(out / "model" / "model.safetensors")) for out in (two, one)]
+    assert_close_tensors(*weights)
