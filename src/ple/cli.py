@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ple.config import FIELDS, PLEConfig, field_type, load_config
+from ple.config import FIELDS, PLEConfig, field_type, load_config, true_or_false
 from ple.errors import UserError
 from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
                        load_sft_pairs)
@@ -45,9 +45,7 @@ def _parse_value(name: str):
                 raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got "
                                                  f"{text!r}") from None
         if base is bool:
-            if text.lower() not in ("true", "false"):
-                raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-            return text.lower() == "true"
+            return true_or_false(text)
         try:
             return base(text)
         except ValueError:

@@ -6,6 +6,7 @@ Validation happens here, before any model or data is loaded, so a bad value cost
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import types
@@ -282,6 +283,13 @@ class PLEConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(PLEConfig)}
+
+
+def true_or_false(text: str) -> bool:
+    """The value of a boolean flag: `true` or `false`, in any case."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 def field_type(name: str) -> tuple[type, bool]:

@@ -6,14 +6,9 @@ import argparse
 import dataclasses
 import typing
 
+from ple.config import true_or_false
 from ple.evaluation.evaluate import FLAGS, EvalConfig
 from ple.tasks import TASKS
-
-
-def _true_false(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return text.lower() == "true"
 
 
 def add_arguments(sub) -> None:
@@ -32,7 +27,7 @@ def add_arguments(sub) -> None:
         if kind is bool:
             extra["action"] = "store_true"
         elif kind == bool | None:
-            extra["type"] = _true_false
+            extra["type"] = true_or_false
         elif kind in (int, float):
             extra["type"] = kind
         if f.name == "task":

@@ -41,6 +41,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ple.config import true_or_false
 from ple.data_files import Record, load_records
 from ple.errors import UserError
 from ple.rewards.classifier import (REWARD_INFO_FILE, TEXT_FORMATS, adds_special_tokens,
@@ -159,9 +160,7 @@ def _flag_type(f):
         if optional and text.lower() in ("none", "null"):
             return None
         if base == "bool":
-            if text.lower() not in ("true", "false"):
-                raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-            return text.lower() == "true"
+            return true_or_false(text)
         try:
             return {"int": int, "float": float, "str": str}[base](text)
         except ValueError:
