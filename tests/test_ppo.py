@@ -109,7 +109,7 @@ def test_ppo_from_the_command_line_resumes_exactly(tmp_path):
     assert result.returncode == 0, result.stderr[-1500:]
     result = run_ple("train", "--resume", "--max-steps", "4", "--output-dir", part)
     assert result.returncode == 0, result.stderr[-1500:]
-    assert "resuming after step 2" in result.stdout
+    assert "ple: resuming after step 2" in result.stderr
 
     assert (whole / "samples.jsonl").read_bytes() == (part / "samples.jsonl").read_bytes()
     strip = lambda row: {k: v for k, v in row.items() if not k.startswith("seconds_")}  # noqa

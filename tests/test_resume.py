@@ -102,7 +102,7 @@ def test_sigkill_mid_step_then_resume(workdir, uninterrupted):
     assert lines == 3, f"the kill did not land inside step 4 ({lines} steps logged)"
     result = run_ple("train", "--resume", "--output-dir", str(out), cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "resuming after step 2" in result.stdout
+    assert "ple: resuming after step 2" in result.stderr
     assert_same_run(uninterrupted, out)
 
 
@@ -116,7 +116,7 @@ def test_kill_while_writing_checkpoint_uses_previous_one(workdir, uninterrupted)
     assert checkpoints == [".tmp-step-000004", "step-000002"]
     result = run_ple("train", "--resume", "--output-dir", str(out), cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "resuming after step 2" in result.stdout
+    assert "ple: resuming after step 2" in result.stderr
     assert_same_run(uninterrupted, out)
 
 

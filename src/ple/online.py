@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 import os
 import random
 from contextlib import contextmanager, nullcontext
@@ -40,6 +41,7 @@ CHECKPOINTING = {"use_reentrant": False}
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
              "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
 
+log = logging.getLogger(__name__)
 
 def make_prompter(args: PLEConfig, tokenizer) -> Prompter:
     """Prompts with the chat template when the tokenizer has one (or as configured)."""
@@ -61,6 +63,16 @@ def length_filter(prompter: Prompter, queries: list[str], limit: int,
         raise UserError(f"{what}: all {len(queries)} queries are longer than "
                         f"max_prompt_tokens = {limit} tokens")
     return kept, len(queries) - len(kept)
+
+
+def check_context(prompter: Prompter, queries: list[str], max_new_tokens: int,
+                  context: int | None) -> None:
+    """Refuse a principle so long that principle-guided prompts leave no room to answer."""
+    longest = max(len(prompter.ids(q, guided=True)) for q in queries)
+    if context and longest + max_new_tokens > context:
+        raise UserError(f"principle: the longest principle-guided prompt is {longest} "
+                        f"tokens; with max_new_tokens = {max_new_tokens} it exceeds "
+                        f"the model's context of {context} tokens")
 
 
 def eval_row(evaluation: dict) -> dict:
@@ -97,12 +109,8 @@ class OnlineTrainer:
         self.eval_queries = length_filter(self.prompter, eval_queries or [],
                                           args.max_prompt_tokens, "eval")[0]
         self.sft_pairs = sft_pairs or []
-        context = getattr(model.config, "max_position_embeddings", None)
-        longest = max(len(self.prompter.ids(q, guided=True)) for q in self.queries)
-        if context and longest + args.max_new_tokens > context:
-            raise UserError(f"principle: the longest principle-guided prompt is {longest} "
-                            f"tokens; with max_new_tokens = {args.max_new_tokens} it exceeds "
-                            f"the model's context of {context} tokens")
+        check_context(self.prompter, self.queries, args.max_new_tokens,
+                      getattr(model.config, "max_position_embeddings", None))
 
         cuda = torch.cuda.is_available()
         deepspeed = zero.launched_with_deepspeed()
@@ -299,7 +307,8 @@ class OnlineTrainer:
         """Plain responses to the held-out queries (see evaluate_plain)."""
         with self.whole_model() as model:
             return evaluate_plain(model, self.tokenizer, self.prompter, self.reward,
-                                  self.eval_queries, self.args, self.frozen_base)
+                                  self.eval_queries, self.args, self.frozen_base,
+                                  progress=self.accelerator.is_main_process)
 
     # --- the loop --------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
@@ -321,8 +330,8 @@ class OnlineTrainer:
                        "processes": self.accelerator.num_processes,
                        "distributed_type": self.accelerator.distributed_type.value}
             if self.dropped and main:
-                print(f"ple: dropped {self.dropped} of {self.dropped + len(self.queries)} "
-                      f"queries longer than max_prompt_tokens = {a.max_prompt_tokens}")
+                log.warning("dropped %d of %d queries longer than max_prompt_tokens = %d",
+                            self.dropped, self.dropped + len(self.queries), a.max_prompt_tokens)
             if self.sft_pairs and a.sft_steps:
                 self._sft_warmup()
             if self.eval_queries:
@@ -424,7 +433,7 @@ class OnlineTrainer:
                 with open(out / f"{name}.jsonl", "r+b") as f:
                     f.truncate(state[f"{name}_bytes"])
             self.metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
-            print(f"ple: resuming after step {state['step']} from {found[-1]}")
+            log.info("resuming after step %d from %s", state["step"], found[-1])
         return state["step"] + 1, state["summary"]
 
     def _save(self, out: Path, model) -> None:

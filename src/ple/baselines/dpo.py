@@ -10,6 +10,8 @@ equal scores carry no preference and are dropped, and counted.
 
 from __future__ import annotations
 
+import logging
+
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
@@ -17,6 +19,8 @@ from ple.baselines.trl_run import TRLRun
 from ple.errors import UserError
 from ple.rewards import checked_scores
 from ple.rollout import decode, sample
+
+log = logging.getLogger(__name__)
 
 
 def generated_pairs(run: TRLRun, queries: list[str]) -> tuple[list, list[dict]]:
@@ -50,7 +54,8 @@ def train_dpo(run: TRLRun, pairs: list[tuple[str, str, str]] | None = None,
         pairs, rows = generated_pairs(run, queries)
         dropped = len(queries) - len(pairs)
         if dropped:
-            print(f"ple: dropped {dropped} of {len(queries)} generated pairs with equal rewards")
+            log.warning("dropped %d of %d generated pairs with equal rewards", dropped,
+                        len(queries))
         if not pairs:
             raise UserError("method dpo: every generated pair had equal rewards; no preference "
                             "to learn from")

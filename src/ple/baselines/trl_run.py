@@ -70,7 +70,7 @@ class TRLRun:
 
     def evaluate(self) -> dict:
         return evaluate_plain(self.model, self.tokenizer, self.prompter, self.reward,
-                              self.eval_queries, self.args, self.frozen_base)
+                              self.eval_queries, self.args, self.frozen_base, progress=True)
 
     def trl_args(self, config_class, **method_args):
         a = self.args

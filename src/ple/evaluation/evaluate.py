@@ -201,6 +201,7 @@ def reference_logprob(model, tokenizer, prompts: list[list[int]], references: li
     reference ends in the end-of-sequence token, as SFT targets do: where to stop is part
     of the response."""
     import torch
+    from tqdm.auto import tqdm
 
     from ple.sequences import pack, response_token_logprobs
 
@@ -215,7 +216,8 @@ def reference_logprob(model, tokenizer, prompts: list[list[int]], references: li
         targets.append(ids)
     logp_sum, n_tokens = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(prompts), batch_size):
+        for i in tqdm(range(0, len(prompts), batch_size), desc="reference perplexity",
+                      unit="batch", leave=False):
             batch = pack(prompts[i:i + batch_size], targets[i:i + batch_size],
                          tokenizer.pad_token_id)
             logp_sum += float(response_token_logprobs(model, batch).sum())
@@ -282,7 +284,7 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
     sampling = dataclasses.replace(cfg, temperature=1.0, top_p=1.0, top_k=1) \
         if cfg.greedy else cfg
     plain = evaluate_plain(model, tokenizer, prompter, reward, queries, sampling, frozen_base,
-                           cfg.batch_size)
+                           cfg.batch_size, progress=True)
     responses = [s["response"] for s in plain["samples"]]
 
     result = {"config": dataclasses.asdict(cfg), "test_data": source,

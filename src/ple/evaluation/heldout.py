@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 from ple.evaluation.metrics import distinct_n, mean_and_se, perplexity
 from ple.rewards import RewardModel, checked_scores
@@ -13,7 +14,7 @@ from ple.sequences import pack, response_token_logprobs
 @torch.no_grad()
 def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
                    queries: list[str], args, frozen_base=None,
-                   batch_size: int | None = None) -> dict:
+                   batch_size: int | None = None, progress: bool = False) -> dict:
     """Plain responses (no principle) to `queries`: mean reward (n, standard error), their
     perplexity under the base model (the adapter disabled, or `frozen_base` after full
     fine-tuning), and distinct-1/2. The sampling seed is fixed and the caller's RNG is left
@@ -21,17 +22,23 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
 
     `args` (a PLEConfig or an EvalConfig) gives seed, max_new_tokens, temperature, top_p and
     top_k. Queries are generated and scored `batch_size` at a time (default: all at once),
-    which bounds memory for many."""
+    which bounds memory for many. `progress` shows a progress bar."""
     batch_size = batch_size or len(queries)
     prompts = [prompter.ids(q) for q in queries]
     chunks = [slice(i, i + batch_size) for i in range(0, len(prompts), batch_size)]
+    # One unit per generated batch, one for scoring, one per batch scored by the base model.
+    bar = tqdm(total=2 * len(chunks) + 1, desc="held-out evaluation", unit="part",
+               leave=False, disable=not progress)
     with torch.random.fork_rng():
         torch.manual_seed(args.seed + 1)
-        responses = [r for c in chunks
-                     for r in sample(model, tokenizer, prompts[c], args.max_new_tokens,
-                                     args.temperature, args.top_p, args.top_k)]
+        responses = []
+        for c in chunks:
+            responses += sample(model, tokenizer, prompts[c], args.max_new_tokens,
+                                args.temperature, args.top_p, args.top_k)
+            bar.update()
     texts = decode(tokenizer, responses)
     scores = checked_scores(reward, queries, texts)
+    bar.update()
     logp_sum, n_tokens = 0.0, 0
     for c in chunks:
         batch = pack(prompts[c], responses[c], tokenizer.pad_token_id)
@@ -42,6 +49,8 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
             token_logps = response_token_logprobs(frozen_base, batch)
         logp_sum += float(token_logps.sum())
         n_tokens += int(batch["response_mask"].sum())
+        bar.update()
+    bar.close()
     mean, se = mean_and_se(scores)
     return {"n": len(scores), "reward_mean": mean, "reward_se": se,
             "base_perplexity": perplexity(logp_sum, n_tokens),

@@ -24,6 +24,11 @@ def load_reward(spec: str | None, task: str, label: int = 1) -> RewardModel:
         from ple.rewards.function import FunctionReward
 
         return FunctionReward(spec)
+    from ple.rewards.builtin import RECIPES, prepared_reward_dir
     from ple.rewards.classifier import ClassifierReward
 
+    if spec in RECIPES:
+        reward = ClassifierReward(str(prepared_reward_dir(spec)), label=label)
+        reward.name = spec
+        return reward
     return ClassifierReward(spec, label=label)

@@ -1,0 +1,81 @@
+"""Built-in trained rewards (ple.rewards.builtin): trained once on first use, cached under a
+key of data, settings and code, reused afterwards; refused in one line without their data."""
+
+import dataclasses
+import logging
+
+import pytest
+
+from conftest import SHARED_DATA, run_ple
+
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "imdb").is_dir(),
+                                reason="needs ../shared/data (the IMDb slice)")
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PLE_DATA_DIR", str(SHARED_DATA))
+    return tmp_path / "cache"
+
+
+def test_trained_once_then_reused(empty_cache, monkeypatch, caplog):
+    from ple.rewards import builtin, load_reward
+
+    with caplog.at_level(logging.INFO, logger="ple"):
+        reward = load_reward("tiny-imdb-sentiment", "imdb")
+    assert "preparing reward `tiny-imdb-sentiment` once" in caplog.text
+    assert reward.name == "tiny-imdb-sentiment"
+    [prepared] = (empty_cache / "rewards").iterdir()
+    assert (prepared / "ple_reward.json").is_file() and (prepared / "reward_eval.json").is_file()
+    scores = reward.score(["A"] * 2, [" great film", " awful film"])
+    assert len(scores) == 2
+
+    def no_training(cfg):
+        raise AssertionError("a cached reward was trained again")
+
+    monkeypatch.setattr("ple.rewards.train.train_reward_model", no_training)
+    assert builtin.prepared_reward_dir("tiny-imdb-sentiment") == prepared
+    again = load_reward("tiny-imdb-sentiment", "imdb")
+    assert again.score(["A"] * 2, [" great film", " awful film"]) == scores
+
+
+def test_key_follows_settings_data_and_code(empty_cache, monkeypatch, tmp_path):
+    from ple.rewards import builtin
+
+    recipe = builtin.RECIPES["tiny-imdb-sentiment"]
+    key = builtin.cache_key(recipe)
+    assert builtin.cache_key(recipe) == key
+    other = dataclasses.replace(recipe, settings={**recipe.settings, "max_steps": 5})
+    assert builtin.cache_key(other) != key
+    data = tmp_path / "data" / "imdb"
+    data.mkdir(parents=True)
+    (data / "train.jsonl").write_text('{"text": "fine", "label": 1}\n')
+    (data / "test.jsonl").write_bytes((SHARED_DATA / "imdb" / "test.jsonl").read_bytes())
+    monkeypatch.setenv("PLE_DATA_DIR", str(tmp_path / "data"))
+    assert builtin.cache_key(recipe) != key
+    monkeypatch.setenv("PLE_DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setattr(builtin, "_code_digest", lambda: "changed code")
+    assert builtin.cache_key(recipe) != key
+
+
+def test_missing_data_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PLE_DATA_DIR", str(tmp_path / "nothing"))
+    out = tmp_path / "out"
+    result = run_ple("train", "--model", "tiny", "--reward", "tiny-imdb-sentiment",
+                     "--output-dir", out)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "reward `tiny-imdb-sentiment` is trained on first use from imdb/train.jsonl" in line
+    assert "PLE_DATA_DIR" in line and not out.exists()
+
+
+def test_train_with_a_builtin_reward(empty_cache, tmp_path):
+    out = tmp_path / "run"
+    result = run_ple("train", "--model", "tiny", "--task", "imdb", "--reward",
+                     "tiny-imdb-sentiment", "--max-steps", "1", "--batch-size", "2",
+                     "--max-new-tokens", "4", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ple: preparing reward `tiny-imdb-sentiment` once" in result.stderr
+    assert (out / "adapter" / "adapter_config.json").is_file()
