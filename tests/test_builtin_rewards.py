@@ -2,7 +2,9 @@
 key of data, settings and code, reused afterwards; refused in one line without their data."""
 
 import dataclasses
+import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +81,27 @@ def test_train_with_a_builtin_reward(empty_cache, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ple: preparing reward `tiny-imdb-sentiment` once" in result.stderr
     assert (out / "adapter" / "adapter_config.json").is_file()
+
+
+def test_hh_trains_with_its_builtin_reward_by_default(empty_cache, tmp_path, monkeypatch):
+    """`ple train --task hh` with no reward flag prepares the HH preference model (here its
+    tiny recipe, standing in for the real one's 40 minutes) from harmless and helpful pairs,
+    reports the held-out accuracy of each, and trains with it."""
+    from ple.rewards import builtin
+
+    monkeypatch.setitem(builtin.RECIPES, "hh-preference",
+                        dataclasses.replace(builtin.RECIPES["tiny-hh-preference"],
+                                            name="hh-preference"))
+    out = tmp_path / "run"
+    result = run_ple("train", "--model", "tiny", "--task", "hh", "--max-steps", "2",
+                     "--batch-size", "2", "--max-new-tokens", "4", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ple: preparing reward `hh-preference` once" in result.stderr
+    assert "harmless-base: " in result.stderr and "helpful-base: " in result.stderr
+    [prepared] = (empty_cache / "rewards").iterdir()
+    evaluation = json.loads((prepared / "reward_eval.json").read_text())
+    per_source = evaluation["per_source"]
+    assert sorted(Path(s).parent.name for s in per_source) == \
+        ["harmless-base", "helpful-base"]
+    assert sum(v["n"] for v in per_source.values()) == evaluation["n_eval"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2

@@ -7,8 +7,9 @@ from ple.rewards.base import RewardModel, checked_scores
 
 __all__ = ["RewardModel", "checked_scores", "load_reward"]
 
-# The paper's rewards for hh and tldr are models from the hub; offline only imdb has one.
-OFFLINE_DEFAULTS = {"imdb": "vader"}
+# Offline defaults: VADER for imdb; for hh a preference model ple trains on first use
+# (ple.rewards.builtin). The paper's tldr reward is a model from the hub.
+OFFLINE_DEFAULTS = {"imdb": "vader", "hh": "hh-preference"}
 
 
 def load_reward(spec: str | None, task: str, label: int = 1) -> RewardModel:

@@ -30,6 +30,7 @@ side, so serving cuts the same way and counts what it cuts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -64,7 +65,9 @@ class RewardTrainConfig:
                        "preference (prompt, chosen, rejected; Bradley–Terry reward model)",
                        choices=KINDS)
     data: str = _field(MISSING, "training data: a .jsonl, .jsonl.gz, .json or .parquet file, "
-                       "or a hub dataset name (its train split) when online")
+                       "or a hub dataset name (its train split) when online; several files "
+                       "separated by commas are pooled, each held out from by "
+                       "--eval-fraction, and the held-out accuracy is also reported per file")
     output_dir: str = _field(MISSING, "where the reward model is saved (a directory that "
                              "--reward accepts)")
     base: str = _field("default", "base model: `default` (SmolLM2-135M-Instruct, offline), "
@@ -198,6 +201,7 @@ class Example:
     chosen: tuple[str, str]
     rejected: tuple[str, str] | None = None
     label: int | None = None
+    source: str = ""  # the data file it came from
 
 
 class InvalidPair(UserError):
@@ -258,7 +262,7 @@ def read_examples(source: str, kind: str, skip_invalid_pairs: bool = False
     examples, dropped = [], 0
     for record in load_records(source, hub_dataset=True):
         try:
-            examples.append(make(record))
+            examples.append(dataclasses.replace(make(record), source=source))
         except InvalidPair:
             if not skip_invalid_pairs:
                 raise
@@ -269,22 +273,38 @@ def read_examples(source: str, kind: str, skip_invalid_pairs: bool = False
     return examples, dropped
 
 
+def data_sources(cfg: RewardTrainConfig) -> list[str]:
+    return [part.strip() for part in cfg.data.split(",") if part.strip()]
+
+
+def held_out_positions(n: int, fraction: float, seed: int) -> list[int]:
+    """Which of a file's n examples are held out when no --eval-data is given: a seeded
+    `fraction` of them (at least one, never all), in file order."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return sorted(order[:min(n - 1, max(1, round(n * fraction)))])
+
+
 def split_examples(cfg: RewardTrainConfig) -> tuple[list[Example], list[Example], int]:
     """(train, held-out, invalid pairs dropped), after the optional seeded subsets. Every
-    record of both files is checked first, also those the subsets leave out."""
-    train, dropped = read_examples(cfg.data, cfg.kind, cfg.skip_invalid_pairs)
+    record of every file is checked first, also those the subsets leave out. Without
+    --eval-data each file of --data gives its own --eval-fraction to the held-out part."""
+    train, held_out, dropped = [], [], 0
+    for source in data_sources(cfg):
+        examples, dropped_here = read_examples(source, cfg.kind, cfg.skip_invalid_pairs)
+        dropped += dropped_here
+        if cfg.eval_data is not None:
+            train += examples
+            continue
+        if len(examples) < 2:
+            raise UserError(f"data {source}: {len(examples)} example; at least 2 are needed "
+                            f"to hold some out (or give --eval-data)")
+        out = set(held_out_positions(len(examples), cfg.eval_fraction, cfg.seed))
+        held_out += [e for i, e in enumerate(examples) if i in out]
+        train += [e for i, e in enumerate(examples) if i not in out]
     if cfg.eval_data is not None:
         held_out, dropped_eval = read_examples(cfg.eval_data, cfg.kind, cfg.skip_invalid_pairs)
         dropped += dropped_eval
-    else:
-        if len(train) < 2:
-            raise UserError(f"data {cfg.data}: {len(train)} example; at least 2 are needed to "
-                            f"hold some out (or give --eval-data)")
-        order = list(range(len(train)))
-        random.Random(cfg.seed).shuffle(order)
-        n_eval = min(len(train) - 1, max(1, round(len(train) * cfg.eval_fraction)))
-        held_out = [train[i] for i in sorted(order[:n_eval])]
-        train = [train[i] for i in sorted(order[n_eval:])]
     rng = random.Random(cfg.seed + 1)
     if cfg.max_train_examples is not None and len(train) > cfg.max_train_examples:
         train = rng.sample(train, cfg.max_train_examples)
@@ -716,22 +736,25 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict:
         r_chosen = score_ids(model, eval_c.ids, eval_batch, pad_id, "held out (chosen)")[:, 0]
         r_rejected = score_ids(model, eval_r.ids, eval_batch, pad_id,
                                "held out (rejected)")[:, 0]
+        correct = r_chosen > r_rejected
         metric = {"metric": "pairwise_accuracy",
-                  "pairwise_accuracy": (r_chosen > r_rejected).float().mean().item(),
+                  "pairwise_accuracy": correct.float().mean().item(),
                   "ties": int((r_chosen == r_rejected).sum().item()),
                   "mean_margin": (r_chosen - r_rejected).mean().item()}
     else:
         logits = score_ids(model, eval_enc.ids, eval_batch, pad_id, "held out")
         labels = torch.tensor([e.label for e in held_out])
-        metric = {"metric": "accuracy",
-                  "accuracy": (logits.argmax(-1) == labels).float().mean().item(),
+        correct = logits.argmax(-1) == labels
+        metric = {"metric": "accuracy", "accuracy": correct.float().mean().item(),
                   "eval_label_1_share": labels.float().mean().item()}
+    if len(data_sources(cfg)) > 1 and cfg.eval_data is None:
+        metric["per_source"] = per_source_accuracy(held_out, correct.tolist())
     result = {
         "kind": cfg.kind, **metric,
         "n_train": len(train), "n_eval": len(held_out),
         **({"invalid_pairs_dropped": dropped} if preference else {}),
-        "eval_source": cfg.eval_data or f"{cfg.eval_fraction:g} of {cfg.data} (seed "
-                                         f"{cfg.seed})",
+        "eval_source": cfg.eval_data or f"{cfg.eval_fraction:g} of each of {cfg.data} "
+                                         f"(seed {cfg.seed})",
         "train_texts_truncated": train_truncated, "eval_texts_truncated": eval_truncated,
         "texts_per_example": 2 if preference else 1,
         "max_length": cfg.max_length, "truncation_side": cfg.truncation_side,
@@ -745,6 +768,19 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict:
     return result
 
 
+def per_source_accuracy(held_out: list[Example], correct: list[bool]) -> dict:
+    """{data file: {"n", "accuracy", "se"}} over the held-out examples of each file."""
+    by_source: dict[str, list[bool]] = {}
+    for example, ok in zip(held_out, correct):
+        by_source.setdefault(example.source, []).append(bool(ok))
+    result = {}
+    for source, oks in by_source.items():
+        accuracy = sum(oks) / len(oks)
+        result[source] = {"n": len(oks), "accuracy": accuracy,
+                          "se": math.sqrt(accuracy * (1 - accuracy) / len(oks))}
+    return result
+
+
 def describe(result: dict) -> str:
     """The line printed at the end of `ple reward train`."""
     name = result["metric"].replace("_", " ")
@@ -754,4 +790,6 @@ def describe(result: dict) -> str:
             f"texts cut at {result['max_length']} tokens: {result['train_texts_truncated']} "
             f"in training, {result['eval_texts_truncated']} held out"
             + (f"; invalid pairs dropped: {result['invalid_pairs_dropped']}"
-               if result.get("invalid_pairs_dropped") else "") + ")")
+               if result.get("invalid_pairs_dropped") else "") + ")"
+            + "".join(f"; {Path(source).parent.name or source}: {v['accuracy']:.3f} on {v['n']}"
+                      for source, v in result.get("per_source", {}).items()))
