@@ -382,6 +382,19 @@ def test_serve_bad_inputs_one_line_exit_2_and_no_database(tmp_path):
         run_ple("annotate", "serve", a, b, "--db", tmp_path))
 
 
+def test_serve_without_flask_names_the_extra(tmp_path, monkeypatch):
+    import importlib.util
+
+    a, b, _ = make_files(tmp_path, 3)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "flask" else real(name, *rest))
+    db = tmp_path / "new.sqlite"
+    line = one_error_line(run_ple("annotate", "serve", a, b, "--db", db))
+    assert "needs Flask: pip install 'ple[annotate]'" in line
+    assert not db.exists()
+
+
 def test_serve_refuses_a_database_of_other_files(tmp_path):
     a, b, db = make_db(tmp_path, n=3)
     before = db.read_bytes()

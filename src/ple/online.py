@@ -17,7 +17,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs, gather_object, set_seed
 from tqdm.auto import tqdm
-from trl.models.utils import unwrap_model_for_generation
+from trl.models import unwrap_model_for_generation
 
 from ple import checkpoint, losses, zero
 from ple.buffer import ReplayBuffer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import secrets
 import sys
@@ -58,6 +59,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def cmd_serve(args, on_ready=None) -> None:
+    if importlib.util.find_spec("flask") is None:
+        raise UserError("ple annotate serve needs Flask: pip install 'ple[annotate]'")
     from ple.annotate.app import Server, create_app
     from ple.annotate.pairs import labels, match
     from ple.annotate.store import create_or_check
