@@ -105,3 +105,19 @@ def test_hh_trains_with_its_builtin_reward_by_default(empty_cache, tmp_path, mon
         ["harmless-base", "helpful-base"]
     assert sum(v["n"] for v in per_source.values()) == evaluation["n_eval"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_code_key_ignores_docstrings_and_comments(monkeypatch, tmp_path):
+    from ple.rewards import builtin
+
+    source = tmp_path / "ple"
+    (source / "rewards").mkdir(parents=True)
+    for name in builtin.CODE_FILES:
+        (source / name).write_text('"""Doc."""\n\ndef f(x):\n    """Doc."""\n    return x + 1\n')
+    monkeypatch.setattr(builtin, "__file__", str(source / "rewards" / "builtin.py"))
+    key = builtin._code_digest()
+    first = source / builtin.CODE_FILES[0]
+    first.write_text('"""Other doc."""\n\ndef f(x):  # a comment\n    return x + 1\n')
+    assert builtin._code_digest() == key
+    first.write_text('def f(x):\n    return x + 2\n')
+    assert builtin._code_digest() != key

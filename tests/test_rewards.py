@@ -342,3 +342,13 @@ def test_classifier_missing_relative_path(tmp_path, monkeypatch):
     with pytest.raises(UserError) as err:
         load_reward("./no-such-model", "imdb")
     assert "reward `./no-such-model`" in str(err.value)
+
+
+def test_plain_texts_put_a_space_where_query_and_response_would_glue():
+    from ple.rewards.classifier import join_plain
+
+    assert join_plain("The film opens with", "a bang.") == "The film opens with a bang."
+    assert join_plain("\n\nHuman: hi\n\nAssistant:", "Sure") == "\n\nHuman: hi\n\nAssistant: Sure"
+    assert join_plain("the movie was", " good") == "the movie was good"
+    assert join_plain("ends with a space ", "x") == "ends with a space x"
+    assert join_plain("", "whole review") == "whole review"

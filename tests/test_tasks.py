@@ -9,16 +9,15 @@ import pytest
 
 from ple.data_files import Record
 from ple.errors import UserError
+from ple.hh_format import hh_turns, split_hh
 from ple.tasks import (
     HH_PRINCIPLE,
     IMDB_PRINCIPLE,
     TASKS,
     TLDR_PRINCIPLE,
     builtin_queries,
-    hh_turns,
     load_queries,
     load_sft_pairs,
-    split_hh,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -7,12 +7,12 @@ Prompts are built from it either with the tokenizer's chat template or as raw te
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from importlib import resources
 
 from ple.data_files import Record, load_records
 from ple.errors import UserError
+from ple.hh_format import hh_turns, split_hh
 
 # Section 4.1 of the paper, verbatim.
 HH_PRINCIPLE = (
@@ -34,9 +34,7 @@ TLDR_PRINCIPLE = (
     "omit unnecessary details. Input Text:"
 )
 
-ASSISTANT_TAG = "\n\nAssistant:"
 IMDB_PREFIX_WORDS = 8
-_TURN = re.compile(r"\n\n(Human|Assistant):")
 
 
 def _text_field(record: Record, key: str, task: str) -> str:
@@ -45,21 +43,6 @@ def _text_field(record: Record, key: str, task: str) -> str:
         raise UserError(f"{record.where}: field `{key}` must be a non-empty string "
                         f"(task {task})")
     return value
-
-
-def hh_turns(dialogue: str) -> list[dict]:
-    """'\\n\\nHuman: a\\n\\nAssistant: b ...' -> chat messages; an empty last Assistant turn
-    (the query's open slot) is dropped. Text with no turn markers is one user turn."""
-    parts = _TURN.split(dialogue)
-    if len(parts) == 1:
-        return [{"role": "user", "content": dialogue.strip()}]
-    messages = []
-    for role, text in zip(parts[1::2], parts[2::2]):
-        text = text.strip()
-        if text or role == "Human":
-            messages.append({"role": "user" if role == "Human" else "assistant",
-                             "content": text})
-    return messages
 
 
 @dataclass(frozen=True)
@@ -142,15 +125,6 @@ class Task:
     def raw_prompt(self, query: str, principle: str | None) -> str:
         """The prompt for a model without a chat template: [p, x] as plain text."""
         return f"{principle}\n{query}" if principle else query
-
-
-def split_hh(transcript: str, record: Record) -> tuple[str, str]:
-    """An HH transcript -> (dialogue up to and including the last 'Assistant:', response)."""
-    cut = transcript.rfind(ASSISTANT_TAG)
-    if cut < 0:
-        raise UserError(f"{record.where}: HH transcript has no '\\n\\nAssistant:' turn")
-    cut += len(ASSISTANT_TAG)
-    return transcript[:cut], transcript[cut:]
 
 
 def clean_review(text: str) -> str:

@@ -47,7 +47,7 @@ from ple.data_files import Record, load_records
 from ple.errors import UserError
 from ple.rewards.classifier import (REWARD_INFO_FILE, TEXT_FORMATS, adds_special_tokens,
                                     reward_texts)
-from ple.tasks import split_hh
+from ple.hh_format import split_hh
 
 KINDS = ("classifier", "preference")
 EVAL_FILE = "reward_eval.json"
