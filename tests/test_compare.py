@@ -241,3 +241,27 @@ def test_the_efficiency_config_spends_equal_budgets():
     ple, raft = specs["ple"], specs["raft"]
     assert ple.max_steps * ple.batch_size * 2 == 160
     assert raft.max_steps * raft.batch_size * raft.raft_k == 160
+
+
+def test_the_study_tuning_config_spends_at_least_1000_responses_per_method():
+    """configs/compare/imdb-tune-lr.yaml (issue 14): every method at each of three learning
+    rates, >= 1,000 generated responses (SFT and DPO: PLE's optimizer steps), on validation."""
+    from ple.compare.config import load_compare_config, run_specs
+
+    cfg = load_compare_config(str(REPO / "configs" / "compare" / "imdb-tune-lr.yaml"))
+    specs = [s.config for s in run_specs(cfg)]
+    responses = {"ple": lambda c: c.max_steps * c.batch_size * 2,
+                 "raft": lambda c: c.max_steps * c.batch_size * c.raft_k,
+                 "rloo": lambda c: c.max_steps * c.batch_size * 2,
+                 "ppo": lambda c: c.max_steps * c.batch_size,
+                 "dpo": lambda c: c.max_steps * c.batch_size * 2}
+    for c in specs:
+        if c.method in responses:
+            assert 1000 <= responses[c.method](c) <= 1100, c.output_dir
+        else:
+            assert c.max_steps == 63
+    assert {(c.method, c.learning_rate) for c in specs} == {
+        (m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft")
+        for lr in (1e-4, 3e-4, 1e-3)}
+    assert {c.reward for c in specs} == {"imdb-sentiment"}
+    assert "valid" in cfg.eval["test_data"] and cfg.eval["extra_rewards"] == "vader"

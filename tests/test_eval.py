@@ -135,7 +135,9 @@ def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_p
                             "--test-data", imdb_test, "--batch-size", "4")
     base, tokenizer = tiny_policy()
     p = prompter(tokenizer)
-    nll = sum(nll_sum(base, p.ids(row["query"]), ids) for row, ids in zip(rows, generated))
+    # Responses are generated in batches of prompts sorted by length (stable), then unsorted.
+    by_length = sorted(rows, key=lambda row: len(p.ids(row["query"])))
+    nll = sum(nll_sum(base, p.ids(row["query"]), ids) for row, ids in zip(by_length, generated))
     tokens = sum(len(ids) for ids in generated)
     assert result["base_perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-4)
     texts = [row["response"] for row in rows]
@@ -187,6 +189,29 @@ def test_samples_rows_complete_and_counts(imdb_test, tmp_path):
     assert (result["reward_mean"], result["reward_se"]) == (pytest.approx(mean),
                                                             pytest.approx(se))
     assert result["reward"] == "vader"
+
+
+def test_extra_rewards_score_the_same_responses(imdb_test, tmp_path):
+    """A second scorer beside the reward: its score of each response, and mean ± SE."""
+    from ple.rewards.vader import VaderReward
+
+    module = tmp_path / "length_scorer.py"
+    module.write_text("def score(prompts, completions):\n"
+                      "    return [len(c) / 10 for c in completions]\n")
+    result = run_ple("eval", "--model", "tiny", "--max-new-tokens", "6", "--output-dir",
+                     tmp_path / "e", "--test-data", imdb_test, "-n", "4", "--reward",
+                     "length_scorer:score", "--extra-rewards", "vader", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(vader, not trained on)" in result.stdout
+    evaluation = json.loads((tmp_path / "e" / "eval.json").read_text())
+    rows = [json.loads(line) for line in open(tmp_path / "e" / "eval_samples.jsonl")]
+    vader = [VaderReward().score([r["query"]], [r["response"]])[0] for r in rows]
+    assert [r["extra_rewards"]["vader"] for r in rows] == vader
+    assert [r["reward"] for r in rows] == [len(r["response"]) / 10 for r in rows]
+    mean = sum(vader) / 4
+    se = math.sqrt(sum((v - mean) ** 2 for v in vader) / 3 / 4)
+    assert evaluation["extra_rewards"] == {"vader": {"mean": pytest.approx(mean),
+                                                     "se": pytest.approx(se)}}
 
 
 def test_long_queries_are_dropped_and_counted(imdb_test, tmp_path):

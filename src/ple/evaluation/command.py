@@ -65,6 +65,10 @@ def describe(result: dict) -> str:
     lines.append(f"  reward {result['reward_mean']:+.3f}" + (f" ± {se:.3f}" if se is not None
                                                              else "")
                  + f" ({result['reward']})")
+    for spec, value in result["extra_rewards"].items():
+        lines.append(f"  reward {value['mean']:+.3f}" + (f" ± {value['se']:.3f}"
+                                                          if value["se"] is not None else "")
+                     + f" ({spec}, not trained on)")
     lines.append(f"  guards: base-model perplexity of the responses "
                  f"{result['base_perplexity']:.2f}, distinct-1 {result['distinct_1']:.3f}, "
                  f"distinct-2 {result['distinct_2']:.3f}")

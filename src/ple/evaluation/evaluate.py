@@ -62,6 +62,14 @@ class EvalConfig:
                       "for imdb)."))
     reward_label: int = field(
         default=1, metadata=_doc("Which label's logit a classifier reward uses. Default 1."))
+    extra_rewards: str | None = field(
+        default=None,
+        metadata=_doc("More scorers of the same responses, comma-separated reward specs (e.g. "
+                      "`vader` beside a trained classifier): an independent second opinion "
+                      "that no method trained on, so a gain only the training reward sees "
+                      "shows as such. Each gets its mean and standard error in eval.json "
+                      "(`extra_rewards`) and its score per response in eval_samples.jsonl. "
+                      "Default: none."))
     n: int = field(
         default=64,
         metadata=_doc("Test examples evaluated, drawn without replacement with the seed (all "
@@ -214,6 +222,9 @@ def reference_logprob(model, tokenizer, prompts: list[list[int]], references: li
         if len(ids) > room:
             ids, cut = ids[:room], cut + 1
         targets.append(ids)
+    # Batches of similar lengths pad less; the sums do not depend on the order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(targets[i]))
+    prompts, targets = [prompts[i] for i in order], [targets[i] for i in order]
     logp_sum, n_tokens = 0.0, 0
     with torch.no_grad():
         for i in tqdm(range(0, len(prompts), batch_size), desc="reference perplexity",
@@ -223,6 +234,14 @@ def reference_logprob(model, tokenizer, prompts: list[list[int]], references: li
             logp_sum += float(response_token_logprobs(model, batch).sum())
             n_tokens += int(batch["response_mask"].sum())
     return logp_sum, n_tokens, cut
+
+
+def extra_reward_specs(cfg: EvalConfig) -> list[str]:
+    return [spec.strip() for spec in (cfg.extra_rewards or "").split(",") if spec.strip()]
+
+
+def _se_or_none(se: float) -> float | None:
+    return None if math.isnan(se) else se  # n = 1: no spread to measure
 
 
 def _refuse_earlier_eval(out: Path, overwrite: bool) -> None:
@@ -245,10 +264,10 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
     import torch
 
     from ple.evaluation.heldout import evaluate_plain
-    from ple.evaluation.metrics import corpus_bleu, perplexity
+    from ple.evaluation.metrics import corpus_bleu, mean_and_se, perplexity
     from ple.models import check_adapter_dir, load_adapter, load_policy, load_tokenizer
     from ple.online import length_filter
-    from ple.rewards import load_reward
+    from ple.rewards import checked_scores, load_reward
 
     validate(cfg)
     out = Path(cfg.output_dir)
@@ -258,6 +277,7 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
     task = TASKS[cfg.task]
     examples, without_reference = load_test_split(task, cfg.test_data)
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label)
+    extra = {spec: load_reward(spec, cfg.task) for spec in extra_reward_specs(cfg)}
     tokenizer = load_tokenizer(cfg.model)
     tokenizer_check = check_adapter_tokenizer(cfg.adapter, cfg.model, tokenizer) \
         if cfg.adapter else None
@@ -302,12 +322,19 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
                       bleu_signature=signature)
     se = plain["reward_se"]
     result.update(reward=reward.name, reward_mean=plain["reward_mean"],
-                  reward_se=None if math.isnan(se) else se,  # n = 1: no spread to measure
+                  reward_se=_se_or_none(se),
                   base_perplexity=plain["base_perplexity"], distinct_1=plain["distinct_1"],
                   distinct_2=plain["distinct_2"], adapter_tokenizer=tokenizer_check)
+    extra_scores = {spec: checked_scores(r, queries, responses) for spec, r in extra.items()}
+    result["extra_rewards"] = {spec: dict(zip(("mean", "se"), (m, _se_or_none(e))))
+                               for spec, (m, e) in ((spec, mean_and_se(v))
+                                                    for spec, v in extra_scores.items())}
 
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{**s, "reference": ref} for s, ref in zip(plain["samples"], references)]
+    rows = [{**s, "reference": ref,
+             **({"extra_rewards": {spec: v[i] for spec, v in extra_scores.items()}}
+                if extra_scores else {})}
+            for i, (s, ref) in enumerate(zip(plain["samples"], references))]
     _write(out / "eval_samples.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     _write(out / "eval.json", json.dumps(result, indent=1) + "\n")
     return result

@@ -25,6 +25,11 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
     which bounds memory for many. `progress` shows a progress bar."""
     batch_size = batch_size or len(queries)
     prompts = [prompter.ids(q) for q in queries]
+    # Several batches are formed from prompts of similar length, which cuts the padding
+    # generate pays for; the results are put back in query order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) \
+        if batch_size < len(prompts) else list(range(len(prompts)))
+    prompts = [prompts[i] for i in order]
     chunks = [slice(i, i + batch_size) for i in range(0, len(prompts), batch_size)]
     # One unit per generated batch, one for scoring, one per batch scored by the base model.
     bar = tqdm(total=2 * len(chunks) + 1, desc="held-out evaluation", unit="part",
@@ -36,7 +41,8 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
             responses += sample(model, tokenizer, prompts[c], args.max_new_tokens,
                                 args.temperature, args.top_p, args.top_k)
             bar.update()
-    texts = decode(tokenizer, responses)
+    unsort = sorted(range(len(order)), key=order.__getitem__)
+    texts = decode(tokenizer, [responses[i] for i in unsort])
     scores = checked_scores(reward, queries, texts)
     bar.update()
     logp_sum, n_tokens = 0.0, 0
