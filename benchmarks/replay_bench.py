@@ -27,8 +27,9 @@ WINDOWS = {"window 1": 1, "full replay": None}
 
 def run(args, window: int | None, output_dir: str) -> dict:
     """One `ple train` run in this process; its metrics rows and held-out evaluation."""
-    from ple.cli import DEMO, run_training
+    from ple.cli import DEMO
     from ple.config import load_config
+    from ple.training import run_training
 
     cfg = load_config(None, {**DEMO, "model": args.model, "max_steps": args.steps,
                              "save_steps": args.steps, "eval_queries": args.eval_queries,

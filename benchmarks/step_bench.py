@@ -68,9 +68,12 @@ def force_length(model, tokenizer, n: int) -> None:
 
 
 def ple_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> list[dict]:
+    from ple.models import paper_lora
     from ple.trainer import PLETrainer
 
-    trainer = PLETrainer(cfg, model, tokenizer, reward, queries)
+    trainer = PLETrainer(model=model, processing_class=tokenizer, args=cfg,
+                         train_dataset=[{"prompt": q} for q in queries], reward_funcs=reward,
+                         peft_config=paper_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
     trainer._generate = meter.around("generate", trainer._generate, then="train")
     reward.score = meter.around("score", reward.score, then="train")
     records = []
@@ -86,13 +89,16 @@ def ple_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> list
 def floor_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> list[dict]:
     import torch
 
-    from ple.models import add_lora
+    from peft import get_peft_model
+
+    from ple.models import paper_lora
     from ple.online import CHECKPOINTING, make_prompter
     from ple.rollout import left_pad
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
-    model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout).to(device)
+    lora = paper_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    model = get_peft_model(model, lora).to(device)
     if cfg.gradient_checkpointing:  # it acts in training mode only: generation is unaffected
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],

@@ -63,3 +63,8 @@ def unchanged_parameters(model, snapshot: dict) -> list[str]:
 
     now = dict(model.named_parameters())
     return [n for n, p in snapshot.items() if torch.equal(p, now[n].detach())]
+
+
+def prompts(queries: list[str]) -> list[dict]:
+    """A train_dataset of plain-text prompts, as a trainer takes it."""
+    return [{"prompt": q} for q in queries]

@@ -55,12 +55,14 @@ def test_truncated_gguf(tmp_path):
 def test_adapter_for_another_base_model(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ple.models import add_lora
+    from peft import get_peft_model
+
+    from ple.models import paper_lora
 
     other = LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=32,
                                          intermediate_size=64, num_hidden_layers=2,
                                          num_attention_heads=2, num_key_value_heads=1))
-    add_lora(other, 8, 16, 0.0).save_pretrained(tmp_path / "adapter")
+    get_peft_model(other, paper_lora()).save_pretrained(tmp_path / "adapter")
     result = run_ple("generate", "--model", "tiny", "--adapter", str(tmp_path / "adapter"),
                      "-n", "1", "--max-new-tokens", "2")
     assert_refused(result, "does not fit model tiny (trained on another base model?")

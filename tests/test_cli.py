@@ -75,6 +75,9 @@ BAD = {
     "tau0 negative": (["--tau0", "-1"], "config key `tau0` = -1.0: must be >= 0"),
     "batch size zero": (["--batch-size", "0"], "config key `batch_size` = 0: must be >= 1"),
     "missing data file": (["--data", "nope.jsonl"], "data file nope.jsonl does not exist"),
+    "eval steps without eval queries": (["--eval-steps", "5"], "config key `eval_steps` = 5: "
+                                        "needs eval_queries (the held-out queries to evaluate "
+                                        "on)"),
     "no reward for tldr": (["--task", "tldr"], "config key `reward`: task tldr has no offline "
                            "default reward; give a reward model path, a hub id or module:function"),
     "missing model path": (["--model", "./no/such/model"], "model path ./no/such/model does "

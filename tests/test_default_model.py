@@ -7,7 +7,7 @@ import pytest
 from conftest import trainable_snapshot, unchanged_parameters
 
 from ple.config import load_config
-from ple.models import load_policy
+from ple.models import paper_lora
 from ple.rewards.vader import VaderReward
 from ple.tasks import builtin_queries
 from ple.trainer import PLETrainer
@@ -19,9 +19,11 @@ def test_two_ple_steps_on_default_model(tmp_path):
     cfg = load_config(None, {"model": "default", "task": "imdb", "max_steps": 2,
                              "batch_size": 2, "max_new_tokens": 16,
                              "output_dir": str(tmp_path / "run")})
-    model, tokenizer = load_policy("default")
-    assert model.config.model_type == "llama" and model.num_parameters() > 100e6
-    trainer = PLETrainer(cfg, model, tokenizer, VaderReward(), builtin_queries("imdb", "train"))
+    trainer = PLETrainer(model="default", args=cfg, reward_funcs=VaderReward(),
+                         peft_config=paper_lora())
+    base = trainer.model.get_base_model()
+    assert base.config.model_type == "llama" and base.num_parameters() > 100e6
+    assert trainer.queries == builtin_queries("imdb", "train")
     before = trainable_snapshot(trainer.model)
     trainer.train()
     assert unchanged_parameters(trainer.model, before) == []

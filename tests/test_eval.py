@@ -33,10 +33,12 @@ def write_jsonl(path: Path, records: list[dict]) -> str:
 def adapter_run(tmp_path_factory):
     """A run directory as `ple train` leaves it (config.yaml naming the model, adapter/),
     whose LoRA weights are random and large, so the adapter changes every number."""
-    from ple.models import add_lora, load_policy
+    from peft import get_peft_model
+
+    from ple.models import load_policy, paper_lora
 
     out = tmp_path_factory.mktemp("eval") / "run"
-    model = add_lora(load_policy("tiny", seed=0)[0], 8, 16, 0.0)
+    model = get_peft_model(load_policy("tiny", seed=0)[0], paper_lora())
     torch.manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():

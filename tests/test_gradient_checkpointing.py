@@ -6,9 +6,9 @@ import json
 import torch
 import transformers
 
-from conftest import run_ple
+from conftest import prompts, run_ple
 from ple.config import load_config
-from ple.models import load_policy
+from ple.models import load_policy, paper_lora
 from ple.trainer import PLETrainer
 from test_multiprocess import QUERIES, SEED, LengthReward, assert_close_rows, \
     assert_close_tensors, rows
@@ -32,7 +32,9 @@ def train(tmp_path, name: str, checkpointing: bool) -> tuple[PLETrainer, int]:
         return forward(*args, **kwargs)
 
     layer.mlp.forward = counting
-    trainer = PLETrainer(cfg, model, tokenizer, LengthReward(), QUERIES)
+    trainer = PLETrainer(model=model, processing_class=tokenizer, args=cfg,
+                         train_dataset=prompts(QUERIES), reward_funcs=LengthReward(),
+                         peft_config=paper_lora())
     trainer.train()
     return trainer, sum(calls)
 

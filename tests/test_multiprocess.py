@@ -17,10 +17,10 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
-from conftest import REPO, run_ple
+from conftest import prompts, REPO, run_ple
 from ple.config import load_config
 from ple.errors import UserError
-from ple.models import load_policy
+from ple.models import paper_lora
 from ple.trainer import PLETrainer
 
 REWARD = """
@@ -191,8 +191,8 @@ def make_trainer(tmp_path, name, **overrides):
                              "max_new_tokens": 8, "top_k": 1, "seed": SEED,
                              "learning_rate": 1e-2, "output_dir": str(tmp_path / name),
                              **overrides})
-    model, tokenizer = load_policy("tiny", seed=SEED)
-    return PLETrainer(cfg, model, tokenizer, LengthReward(), QUERIES)
+    return PLETrainer(model="tiny", args=cfg, reward_funcs=LengthReward(),
+                      train_dataset=prompts(QUERIES), peft_config=paper_lora())
 
 
 def test_gradient_accumulation_equals_the_larger_mini_batch(tmp_path):

@@ -13,11 +13,13 @@ from ple.models import load_policy
 
 def unchanged_lora(adapter_dir) -> list[str]:
     """Adapter tensors equal to their initial values (the run seeds LoRA's init with 0)."""
-    from ple.models import add_lora
+    from peft import get_peft_model
+
+    from ple.models import paper_lora
 
     torch.manual_seed(0)
     initial = {n.replace(".default", ""): p.detach() for n, p in
-               add_lora(load_policy("tiny", seed=0)[0], 8, 16, 0.0).named_parameters()
+               get_peft_model(load_policy("tiny", seed=0)[0], paper_lora()).named_parameters()
                if p.requires_grad}
     trained = load_file(str(adapter_dir / "adapter_model.safetensors"))
     assert trained.keys() == initial.keys()

@@ -6,10 +6,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import run_ple
+from conftest import prompts, run_ple
 from ple.baselines.ppo import PPOTrainer
 from ple.config import load_config
-from ple.models import load_policy
+from ple.models import paper_lora
 from ple.rewards.vader import VaderReward
 from ple.sequences import pack
 
@@ -20,8 +20,9 @@ def make_trainer(out, **overrides):
     cfg = load_config(None, {"method": "ppo", "model": "tiny", "task": "imdb",
                              "max_steps": 2, "batch_size": 3, "train_batch_size": 2,
                              "max_new_tokens": 8, "output_dir": str(out), **overrides})
-    model, tokenizer = load_policy("tiny", seed=0)
-    return PPOTrainer(cfg, model, tokenizer, VaderReward(), QUERIES)
+    return PPOTrainer(model="tiny", args=cfg, reward_funcs=VaderReward(),
+                      train_dataset=prompts(QUERIES),
+                      peft_config=paper_lora() if cfg.use_lora else None)
 
 
 def unchanged(trainer, before):

@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_ple
+from conftest import prompts, run_ple
 from ple.buffer import ScoredPair
 from ple.config import load_config
 from ple.errors import UserError
-from ple.models import load_policy
+from ple.models import paper_lora
 from ple.purity import level_set_purity
 from ple.sequences import pack, response_token_logprobs
 from ple.trainer import PLETrainer
@@ -53,15 +53,16 @@ def test_trainer_logs_the_purity_of_the_pairs_it_trains(tmp_path, ablation):
     cfg = load_config(None, {"model": "tiny", "output_dir": str(tmp_path / "run"),
                              "train_batch_size": 8, "ablation": ablation,
                              "purity_margins": MARGINS})
-    model, tokenizer = load_policy("tiny", seed=0)
-    trainer = PLETrainer(cfg, model, tokenizer, VaderReward(), ["The film opens with"])
+    trainer = PLETrainer(model="tiny", args=cfg, reward_funcs=VaderReward(),
+                         train_dataset=prompts(["The film opens with"]),
+                         peft_config=paper_lora())
     gen = torch.Generator().manual_seed(0)
     tokens = lambda n: torch.randint(5, 1000, (n,), generator=gen).tolist()  # noqa: E731
     pairs = [ScoredPair(1, "q", tokens(6), tokens(1 + i), tokens(7 - i), 0.1 * i, 0.5 - 0.2 * i)
              for i in range(6)]
     batch = pack([p.prompt_ids for p in pairs] * 2,
                  [p.response_ids for p in pairs] + [p.guided_ids for p in pairs],
-                 tokenizer.pad_token_id)
+                 trainer.tokenizer.pad_token_id)
     with torch.no_grad():
         logps = response_token_logprobs(trainer.model, batch)
     normalised = (logps.sum(-1) / batch["response_mask"].sum(-1)).tolist()
@@ -183,7 +184,6 @@ def test_rloo_with_evaluation_trains_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"eval_steps": 5}, "config key `eval_steps` = 5: needs eval_queries"),
     ({"eval_steps": -1, "eval_queries": 2}, "config key `eval_steps` = -1: must be >= 0"),
     ({"purity_margins": []}, "`purity_margins` = []: must be one or more distinct numbers"),
     ({"purity_margins": [0.1, -0.2]}, "`purity_margins` = [0.1, -0.2]: must be one or more"),

@@ -5,10 +5,10 @@ import json
 import pytest
 import yaml
 
-from conftest import run_ple, trainable_snapshot, unchanged_parameters
+from conftest import prompts, run_ple, trainable_snapshot, unchanged_parameters
 from ple.baselines.raft import RAFTTrainer
 from ple.config import load_config
-from ple.models import load_policy
+from ple.models import paper_lora
 from ple.rewards.vader import VaderReward
 
 
@@ -16,9 +16,10 @@ def test_raft_trains_every_parameter_and_keeps_the_best(tmp_path):
     cfg = load_config(None, {"method": "raft", "model": "tiny", "task": "imdb",
                              "max_steps": 2, "batch_size": 3, "raft_k": 4,
                              "max_new_tokens": 8, "output_dir": str(tmp_path / "run")})
-    model, tokenizer = load_policy("tiny", seed=0)
-    trainer = RAFTTrainer(cfg, model, tokenizer, VaderReward(),
-                          ["The film opens with", "I expected more from", "Nobody told me"])
+    trainer = RAFTTrainer(model="tiny", args=cfg, reward_funcs=VaderReward(),
+                          train_dataset=prompts(["The film opens with", "I expected more from",
+                                                 "Nobody told me"]),
+                          peft_config=paper_lora())
     before = trainable_snapshot(trainer.model)
     trainer.train()
     assert unchanged_parameters(trainer.model, before) == []

@@ -153,18 +153,22 @@ def test_checked_scores_inf_names_query_truncated(reward_module):
     assert long_query not in msg
 
 
-def test_checked_scores_function_raises(reward_module):
+def test_checked_scores_function_raises_with_its_traceback(reward_module):
+    """A bug in the user's reward function is theirs to see: its own exception and
+    traceback (down to the line that raised), with a note naming the reward."""
     reward = load_reward(f"{reward_module}:raising", "hh")
-    with pytest.raises(UserError) as err:
+    with pytest.raises(ValueError, match="boom at 2") as err:
         checked_scores(reward, ["q1", "q2"], ["a", "b"])
-    assert str(err.value) == f"reward `{reward_module}:raising` raised ValueError: boom at 2"
+    assert err.value.__notes__ == [f"(raised by reward `{reward_module}:raising`)"]
+    assert err.traceback[-1].name == "raising"
 
 
 def test_checked_scores_non_numeric(reward_module):
     reward = load_reward(f"{reward_module}:not_numbers", "hh")
     with pytest.raises(UserError) as err:
         checked_scores(reward, ["q1"], ["a"])
-    assert str(err.value).startswith(f"reward `{reward_module}:not_numbers` raised ValueError")
+    assert str(err.value).startswith(f"reward `{reward_module}:not_numbers` returned "
+                                     f"something that is not a number")
 
 
 def test_checked_scores_passes_user_error_through(reward_module):

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from conftest import trainable_snapshot, unchanged_parameters
+from conftest import prompts, trainable_snapshot, unchanged_parameters
 from peft import PeftModel
 
 from ple.config import load_config
-from ple.models import load_policy
+from ple.models import load_policy, paper_lora
 from ple.rewards.function import FunctionReward
 from ple.rewards.vader import VaderReward
 from ple.trainer import PLETrainer
@@ -21,8 +21,9 @@ def make_trainer(tmp_path, reward=None, **overrides):
     cfg = load_config(None, {"model": "tiny", "task": "imdb", "max_steps": 2,
                              "batch_size": 4, "max_new_tokens": 8,
                              "output_dir": str(tmp_path / "run"), **overrides})
-    model, tokenizer = load_policy("tiny", seed=0)
-    return PLETrainer(cfg, model, tokenizer, reward or VaderReward(), QUERIES)
+    return PLETrainer(model="tiny", args=cfg, reward_funcs=reward or VaderReward(),
+                      train_dataset=prompts(QUERIES),
+                      peft_config=paper_lora() if cfg.use_lora else None)
 
 
 def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
@@ -100,11 +101,9 @@ def test_sft_warmup_trains_on_supervised_pairs(tmp_path):
     cfg = load_config(None, {"model": "tiny", "task": "imdb", "max_steps": 1, "batch_size": 2,
                              "max_new_tokens": 4, "sft_data": str(data), "sft_steps": 2,
                              "output_dir": str(tmp_path / "run")})
-    from ple.tasks import TASKS, load_sft_pairs
-
-    model, tokenizer = load_policy("tiny", seed=0)
-    trainer = PLETrainer(cfg, model, tokenizer, VaderReward(), QUERIES,
-                         sft_pairs=load_sft_pairs(TASKS["imdb"], str(data)))
+    trainer = PLETrainer(model="tiny", args=cfg, reward_funcs=VaderReward(),
+                         train_dataset=prompts(QUERIES), peft_config=paper_lora())
+    assert len(trainer.sft_pairs) == 4
     before = trainable_snapshot(trainer.model)
     trainer._sft_warmup()
     assert unchanged_parameters(trainer.model, before) == []

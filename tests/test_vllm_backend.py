@@ -77,14 +77,16 @@ def test_vllm_refuses_what_it_cannot_serve(tmp_path, monkeypatch, flags, says):
 
 def test_sampler_hands_vllm_the_current_adapter_each_call(tiny, monkeypatch):
     from ple.config import load_config
-    from ple.models import add_lora, tiny_model
+    from peft import get_peft_model
+
+    from ple.models import paper_lora, tiny_model
     from ple.rollout import stop_ids
     from ple.vllm_backend import VLLMSampler
 
     calls = []
     fake_vllm(monkeypatch, calls)
     _, tokenizer = tiny
-    model = add_lora(tiny_model(len(tokenizer), seed=0), 8, 16, 0.0)
+    model = get_peft_model(tiny_model(len(tokenizer), seed=0), paper_lora())
     cfg = load_config(None, {"model": "some/hub-model", "generation_backend": "vllm",
                              "top_k": 0, "max_new_tokens": 5})
     sampler = VLLMSampler(cfg, model, tokenizer)

@@ -1,7 +1,26 @@
-"""ple: Progressively Label Enhancement (PLE) for language-model alignment."""
+"""ple: Progressively Label Enhancement (PLE) for language-model alignment.
+
+    from ple import PLETrainer, PLEConfig
+    trainer = PLETrainer(model="default", args=PLEConfig(output_dir="runs/x"),
+                         train_dataset=dataset, reward_funcs=[my_reward])
+    trainer.train()
+
+The trainers are imported on first use, so `import ple` stays light.
+"""
 
 from ple.config import PLEConfig
 from ple.errors import UserError
 
-__all__ = ["PLEConfig", "UserError"]
+__all__ = ["PLEConfig", "PLETrainer", "PPOTrainer", "RAFTTrainer", "UserError", "paper_lora"]
 __version__ = "0.1.0"
+
+_LAZY = {"PLETrainer": "ple.trainer", "RAFTTrainer": "ple.baselines.raft",
+         "PPOTrainer": "ple.baselines.ppo", "paper_lora": "ple.models"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ple' has no attribute {name!r}")

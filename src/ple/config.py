@@ -50,8 +50,10 @@ class PLEConfig:
     reward: str | None = field(
         default=None,
         metadata=_doc("Reward: `vader`, a sequence-classification model (hub id or local dir), "
-                      "or `module:function`. Default: the task's offline reward (vader for "
-                      "imdb; hh and tldr have none offline and need one)."),
+                      "a reward ple trains once on first use and caches (`imdb-sentiment`: "
+                      "the paper's IMDb classifier; `hh-preference`: HH harmless + helpful "
+                      "pairs), or `module:function`. Default: the task's offline reward "
+                      "(vader for imdb, hh-preference for hh; tldr has none offline)."),
     )
     reward_label: int = field(
         default=1,
@@ -171,6 +173,12 @@ class PLEConfig:
     max_grad_norm: float = field(
         default=1.0, metadata=_doc("Gradient clipping norm. Default 1.0.")
     )
+    weight_decay: float = field(
+        default=0.01,
+        metadata=_doc("AdamW weight decay, the same for every method (ple's own loops and "
+                      "TRL's). The paper gives none. Default 0.01 (torch's AdamW default; "
+                      "TRL's own default is 0)."),
+    )
     sft_data: str | None = field(
         default=None,
         metadata=_doc("Supervised data for the SFT warm-up of Algorithm 1 line 2 (Eq. 1). "
@@ -243,8 +251,10 @@ class PLEConfig:
 
     # --- parameters trained --------------------------------------------------------------
     use_lora: bool = field(
-        default=True, metadata=_doc("Train a LoRA adapter; false trains every weight. "
-                                    "Default and paper: LoRA.")
+        default=True, metadata=_doc("Train a LoRA adapter (lora_r, lora_alpha, lora_dropout "
+                                    "on all linear modules); false trains every weight. From "
+                                    "Python, a trainer's peft_config decides, and config.yaml "
+                                    "records what it did. Default and paper: LoRA.")
     )
     lora_r: int = field(default=8, metadata=_doc("LoRA rank. Default and paper: 8."))
     lora_alpha: int = field(default=16, metadata=_doc("LoRA alpha. Default and paper: 16."))
@@ -277,6 +287,9 @@ class PLEConfig:
         except OSError as e:
             raise UserError(f"principle_file: cannot read {self.principle_file}: "
                             f"{e.strerror}") from None
+
+    def __post_init__(self):
+        validate(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -379,6 +392,7 @@ def validate(cfg: PLEConfig) -> PLEConfig:
          "must be >= 1 (or null to replay all of D_train)")
     need(cfg.learning_rate > 0, "learning_rate", "must be > 0")
     need(cfg.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+    need(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
     need(cfg.temperature > 0, "temperature", "must be > 0")
     need(0.0 < cfg.top_p <= 1.0, "top_p", "must be in (0, 1]")
     need(0.0 <= cfg.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
@@ -391,8 +405,6 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     need(len(cfg.purity_margins) >= 1 and min(cfg.purity_margins) >= 0
          and len(set(cfg.purity_margins)) == len(cfg.purity_margins), "purity_margins",
          "must be one or more distinct numbers >= 0")
-    need(cfg.eval_steps == 0 or cfg.eval_queries > 0, "eval_steps",
-         "needs eval_queries (the held-out queries to evaluate on)")
     need(cfg.generation_backend in GENERATION_BACKENDS, "generation_backend",
          f"must be one of {', '.join(GENERATION_BACKENDS)}")
     if cfg.generation_backend == "vllm":

@@ -177,13 +177,12 @@ def load_policy(name: str, seed: int = 0):
     return model, tokenizer
 
 
-def add_lora(model, r: int, alpha: int, dropout: float):
-    """LoRA on all linear modules (the paper: r = 8, alpha = 16)."""
-    from peft import LoraConfig, get_peft_model
+def paper_lora(r: int = 8, alpha: int = 16, dropout: float = 0.0):
+    """The paper's LoRA: on all linear modules, r = 8, alpha = 16 (a peft.LoraConfig)."""
+    from peft import LoraConfig
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
 
 
 def check_adapter_dir(adapter: str) -> None:

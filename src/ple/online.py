@@ -4,6 +4,7 @@ metrics.jsonl, samples.jsonl, crash-safe checkpoints, evaluation and the saved a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import logging
@@ -16,20 +17,23 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs, gather_object, set_seed
+from peft import LoraConfig, get_peft_model
 from tqdm.auto import tqdm
 from trl.models import unwrap_model_for_generation
 
 from ple import checkpoint, losses, zero
 from ple.buffer import ReplayBuffer
+from ple.callbacks import Callbacks
 from ple.config import PLEConfig
 from ple.errors import UserError
 from ple.evaluation.heldout import evaluate_plain
-from ple.models import add_lora
+from ple.inputs import dataset_queries, resolve_model
+from ple.model_card import write_model_card
 from ple.plot import plot_reward_curves
-from ple.rewards import RewardModel
+from ple.rewards import resolve_rewards
 from ple.rollout import Prompter, decode, sample
 from ple.sequences import pack, response_token_logprobs
-from ple.tasks import TASKS
+from ple.tasks import TASKS, builtin_queries, load_queries, load_sft_pairs
 
 # Launch types the harness does not drive: it runs on one process, under DDP or DeepSpeed.
 UNSUPPORTED = (DistributedType.FSDP, DistributedType.MEGATRON_LM, DistributedType.XLA)
@@ -43,15 +47,17 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
 
 log = logging.getLogger(__name__)
 
-def make_prompter(args: PLEConfig, tokenizer) -> Prompter:
-    """Prompts with the chat template when the tokenizer has one (or as configured)."""
+def make_prompter(args: PLEConfig, tokenizer, info: dict | None = None) -> Prompter:
+    """Prompts with the chat template when the tokenizer has one (or as configured); `info`
+    holds what dataset rows say about their queries (ple.inputs.QueryInfo)."""
     task = TASKS[args.task]
     use_chat = args.chat_template
     if use_chat is None:
         use_chat = tokenizer.chat_template is not None
     elif use_chat and tokenizer.chat_template is None:
         raise UserError("config key `chat_template` = true: the tokenizer has no chat template")
-    return Prompter(tokenizer, task, args.principle_text or task.principle, use_chat)
+    return Prompter(tokenizer, task, args.principle_text or task.principle, use_chat,
+                    info or {})
 
 
 def length_filter(prompter: Prompter, queries: list[str], limit: int,
@@ -84,31 +90,77 @@ def eval_row(evaluation: dict) -> dict:
 class OnlineTrainer:
     """The harness every online method shares: sample, score, update, log, checkpoint.
 
-    A method subclasses it and implements `_step`, which returns the metrics row of a step.
+    A method subclasses it, names itself in `method` and implements `_step`, which returns
+    the metrics row of a step. The arguments are TRL's (GRPOTrainer, RLOOTrainer), by keyword:
 
     Args:
-        args: the run configuration.
-        model: a causal LM; LoRA is added here when `args.use_lora`.
-        tokenizer: its tokenizer (left padding is set here).
-        reward: the reward model R(x, y).
-        queries: the training queries (task text, see ple.tasks).
-        eval_queries: held-out queries measured before and after training.
-        sft_pairs: (query, response) pairs for the SFT warm-up (Algorithm 1 line 2).
+        model: a name as `--model` takes it (hub id, local directory, .gguf file, `default`,
+            `tiny`), or a loaded causal LM.
+        args: the run configuration (ple.PLEConfig; default: its defaults).
+        train_dataset: rows with a `prompt` (text, or a conversation as a list of messages),
+            optionally a `principle` (that row's principle prompt) and any other columns,
+            which reward functions receive (ple.inputs). A `datasets.Dataset` or a list of
+            dicts. Default: `args.data`, or the task's built-in training queries.
+        eval_dataset: held-out rows of the same form, measured before and after training
+            (and every `args.eval_steps`). Default: the first `args.eval_queries` of the
+            task's built-in held-out queries.
+        reward_funcs: R(x, y): a reward function with TRL's signature (prompts, completions,
+            completion_ids, and the dataset's columns as keyword arguments), a reward spec
+            (`vader`, a sequence-classifier directory or hub id, a built-in trained reward
+            such as `imdb-sentiment`, `module:function`), a ple reward object, or a list of
+            these, summed with `reward_weights`. Default: `args.reward`, or the task's
+            offline reward.
+        reward_weights: one weight per reward of `reward_funcs` (default: all 1).
+        processing_class: the tokenizer of a loaded `model` (default: its saved one).
+        peft_config: a `peft.LoraConfig` (or other PEFT config) to train an adapter; None
+            trains every weight, as in TRL. (`ple train` builds the paper's LoRA, r = 8,
+            alpha = 16 on all linear modules, from the config's lora_* fields.)
+        callbacks: `transformers.TrainerCallback`s; called on_train_begin, on_step_end,
+            on_log, on_evaluate, on_save and on_train_end, with this config as `args`.
+            Setting `control.should_training_stop` ends training after the step.
+
+    config.yaml in `args.output_dir` records what actually ran: the model's name, the
+    reward's spec, the data, the adapter's settings.
     """
 
-    def __init__(self, args: PLEConfig, model, tokenizer, reward: RewardModel,
-                 queries: list[str], eval_queries: list[str] | None = None,
-                 sft_pairs: list[tuple[str, str]] | None = None):
+    method = ""
+
+    def __init__(self, model="default", args: PLEConfig | None = None, train_dataset=None,
+                 eval_dataset=None, reward_funcs=None, reward_weights=None,
+                 processing_class=None, peft_config=None, callbacks=None):
+        args = dataclasses.replace(args or PLEConfig(), method=self.method)
+        model, tokenizer, args.model = resolve_model(model, processing_class, args.seed)
+        task = TASKS[args.task]
+        if train_dataset is None:
+            queries, info = load_queries(task, args.data), {}
+        else:
+            queries, info = dataset_queries(train_dataset, "train_dataset")
+            args.data = f"(train_dataset given in Python: {len(queries)} rows)"
+        if eval_dataset is None:
+            eval_queries = builtin_queries(args.task, "heldout")[:args.eval_queries]
+        else:
+            eval_queries, eval_info = dataset_queries(eval_dataset, "eval_dataset")
+            info = {**eval_info, **info}
+            args.eval_queries = len(eval_queries)
+        if args.eval_steps and not eval_queries:
+            raise UserError("config key `eval_steps`: needs held-out queries (eval_queries, "
+                            "or an eval_dataset)")
+        self.reward = resolve_rewards(reward_funcs, reward_weights, args.reward, args.task,
+                                      args.reward_label, info)
+        args.reward = self.reward.name
+        args.use_lora = peft_config is not None
+        if isinstance(peft_config, LoraConfig):
+            args.lora_r, args.lora_alpha = peft_config.r, peft_config.lora_alpha
+            args.lora_dropout = peft_config.lora_dropout
         self.args = args
         self.tokenizer = tokenizer
         tokenizer.padding_side = "left"
-        self.reward = reward
-        self.prompter = make_prompter(args, tokenizer)
+        self.prompter = make_prompter(args, tokenizer, info)
         self.queries, self.dropped = length_filter(self.prompter, queries,
                                                    args.max_prompt_tokens, "data")
-        self.eval_queries = length_filter(self.prompter, eval_queries or [],
+        self.eval_queries = length_filter(self.prompter, eval_queries,
                                           args.max_prompt_tokens, "eval")[0]
-        self.sft_pairs = sft_pairs or []
+        self.sft_pairs = load_sft_pairs(task, args.sft_data) if args.sft_data else []
         check_context(self.prompter, self.queries, args.max_new_tokens,
                       getattr(model.config, "max_position_embeddings", None))
 
@@ -132,8 +184,8 @@ class OnlineTrainer:
         set_seed(args.seed, device_specific=True)
         # Full fine-tuning needs a frozen copy to measure drift; LoRA just disables itself.
         self.frozen_base = None
-        if args.use_lora:
-            model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
+        if peft_config is not None:
+            model = get_peft_model(model, peft_config)
         elif self.eval_queries:
             self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
         if args.gradient_checkpointing:
@@ -141,7 +193,8 @@ class OnlineTrainer:
         self.extra_modules = self._extra_modules(model)
         params = [p for p in model.parameters() if p.requires_grad]
         params += [p for m in self.extra_modules.values() for p in m.parameters()]
-        optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
+        optimizer = torch.optim.AdamW(params, lr=args.learning_rate,
+                                      weight_decay=args.weight_decay)
         # What checkpoints store as the optimizer's param_groups (ZeRO replaces its own).
         self.param_groups = optimizer.state_dict()["param_groups"]
         if self.deepspeed:
@@ -154,6 +207,7 @@ class OnlineTrainer:
 
             with self.whole_model() as whole:
                 self.vllm = VLLMSampler(args, whole, tokenizer)
+        self.callbacks = Callbacks(callbacks or [], args, self.accelerator.is_main_process)
         self.buffer = ReplayBuffer(args.replay_window)
         self.metrics: list[dict] = []
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
@@ -311,14 +365,18 @@ class OnlineTrainer:
                                   progress=self.accelerator.is_main_process)
 
     # --- the loop --------------------------------------------------------------------------
-    def train(self, resume: bool = False) -> dict:
-        """Run Algorithm 1; with `resume`, continue from the newest complete checkpoint."""
+    def train(self, resume_from_checkpoint: bool | str | None = None) -> dict:
+        """Run the method for args.max_steps steps; returns the run's summary.
+
+        `resume_from_checkpoint`: True continues from the newest complete checkpoint in
+        args.output_dir, a path from that checkpoint folder (checkpoints/step-NNNNNN)."""
         a = self.args
         out = Path(a.output_dir)
         # Every process holds the same rows (timings aside); only the main one writes files.
         main = self.accelerator.is_main_process
-        if resume:
-            start, summary = self._restore(out)
+        if resume_from_checkpoint:
+            chosen = None if resume_from_checkpoint is True else Path(resume_from_checkpoint)
+            start, summary = self._restore(out, chosen)
         else:
             if main:
                 out.mkdir(parents=True, exist_ok=True)
@@ -336,29 +394,56 @@ class OnlineTrainer:
                 self._sft_warmup()
             if self.eval_queries:
                 summary["eval_before"] = self.evaluate()
+        state = self.callbacks.state
+        state.global_step = start - 1
+        self.callbacks("on_train_begin", model=self.model)
         bar = tqdm(range(start, a.max_steps + 1), desc=a.method.upper(), unit="step",
                    initial=start - 1, total=a.max_steps, disable=not main)
         with open(out / "metrics.jsonl" if main else os.devnull, "a") as metrics_f, \
                 open(out / "samples.jsonl" if main else os.devnull, "a") as samples_f:
             for step in bar:
                 row = self._step(step, self._queries_for_step(step), samples_f)
+                state.global_step = step
                 if a.eval_steps and step % a.eval_steps == 0:
                     row.update(eval_row(self.evaluate()))
+                    self.callbacks("on_evaluate", model=self.model,
+                                   metrics={k: v for k, v in row.items() if k.startswith("eval_")})
                 metrics_f.write(json.dumps(row) + "\n")
                 metrics_f.flush()
                 self.metrics.append(row)
+                state.log_history.append(row)
                 bar.set_postfix(self._progress(row))
-                if step % a.save_steps == 0 or step == a.max_steps:
+                control = self.callbacks("on_step_end", model=self.model)
+                self.callbacks("on_log", model=self.model, logs=row)
+                stop = control.should_training_stop
+                if step % a.save_steps == 0 or step == a.max_steps or stop:
                     self._checkpoint(out, step, summary)
-        with self.whole_model() as model:
-            if main:
-                self._save(out, model)
+                    self.callbacks("on_save", model=self.model)
+                if stop:
+                    break
+        self.save_model(a.output_dir)
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
+            self.callbacks("on_evaluate", model=self.model,
+                           metrics=eval_row(summary["eval_after"]))
+        summary["steps"] = state.global_step
         if main:
             (out / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_model_card(self._saved_dir(out), a, self.metrics, summary)
+        self.callbacks("on_train_end", model=self.model)
         self.accelerator.wait_for_everyone()
         return summary
+
+    def save_model(self, output_dir: str | None = None) -> None:
+        """The trained adapter (or whole model, tokenizer beside it) in OUTPUT_DIR/adapter
+        (or /model), with the plots; a model card README.md goes with it after train()."""
+        out = Path(output_dir or self.args.output_dir)
+        with self.whole_model() as model:
+            if self.accelerator.is_main_process:
+                self._save(out, model)
+
+    def _saved_dir(self, out: Path) -> Path:
+        return out / ("adapter" if self.args.use_lora else "model")
 
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         """One step of the method on a mini-batch of queries; writes its samples rows and
@@ -402,10 +487,15 @@ class OnlineTrainer:
                  "samples_bytes": (out / "samples.jsonl").stat().st_size}
         checkpoint.save(out, step, weights, optimizer_state, state, self.buffer.pairs, rng)
 
-    def _restore(self, out: Path) -> tuple[int, dict]:
+    def _restore(self, out: Path, chosen: Path | None = None) -> tuple[int, dict]:
         found = checkpoint.complete_checkpoints(out)
         if not found:
             raise UserError(f"--resume: no complete checkpoint in {out}/checkpoints")
+        if chosen is not None:
+            if chosen.resolve() not in [f.resolve() for f in found]:
+                raise UserError(f"resume_from_checkpoint {chosen}: not a complete checkpoint "
+                                f"of {out} (those are {', '.join(f.name for f in found)})")
+            found = [f for f in found if f.resolve() == chosen.resolve()]
         saved = checkpoint.load(found[-1])
         processes = self.accelerator.num_processes
         if len(saved["rng"]) != processes:
@@ -438,8 +528,7 @@ class OnlineTrainer:
 
     def _save(self, out: Path, model) -> None:
         """Write the adapter (or model) and the plots; `model` is the whole policy."""
-        model.save_pretrained(out / ("adapter" if self.args.use_lora else "model"),
-                              safe_serialization=True)
+        model.save_pretrained(self._saved_dir(out), safe_serialization=True)
         if not self.args.use_lora:
-            self.tokenizer.save_pretrained(out / "model")
+            self.tokenizer.save_pretrained(self._saved_dir(out))
         plot_reward_curves(self.metrics, out / "reward_curves.png")

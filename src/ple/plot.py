@@ -3,16 +3,15 @@ step, and tau), the loss of offline methods, and level-set purity per step."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
+# Figure, not pyplot: files only, no display, and no global backend chosen for the user.
+from matplotlib.figure import Figure
 
 
 def plot_reward_curves(metrics: list[dict], path) -> None:
     """Mean reward per step; with the principle's curve and tau when the method has them."""
     steps = [m["step"] for m in metrics]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     if metrics and "reward_prompt_mean" in metrics[0]:
         ax.plot(steps, [m["reward_prompt_mean"] for m in metrics],
                 label="with principle (y')")
@@ -30,19 +29,18 @@ def plot_reward_curves(metrics: list[dict], path) -> None:
     ax.set_title("Reward curves")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_loss_curve(rows: list[dict], path) -> None:
     """Training loss per step, for methods that sample nothing while training (SFT, DPO)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="training loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_purity(metrics: list[dict], path) -> None:
@@ -50,7 +48,8 @@ def plot_purity(metrics: list[dict], path) -> None:
     falls, PLE should make the level sets of small margins pure too (Lemma 5.2). Steps where
     no pair reached a margin leave a gap in its curve."""
     steps = [m["step"] for m in metrics]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     for e in metrics[0]["purity"]:
         shares = [m["purity"][e] for m in metrics]
         ax.plot(steps, [float("nan") if s is None else s for s in shares], marker=".",
@@ -66,4 +65,3 @@ def plot_purity(metrics: list[dict], path) -> None:
     ax.set_title("Level-set purity (Definition 5.1)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from ple.tasks import Task
+from ple.tasks import Task, with_principle
 
 
 @dataclass
 class Prompter:
-    """Builds the token ids of x (plain) and [p, x] (principle-guided) for one task."""
+    """Builds the token ids of x (plain) and [p, x] (principle-guided) for one task.
+
+    `info` holds what dataset rows said about their queries (ple.inputs.QueryInfo): a
+    conversation to format instead of the query text, and a principle of the row's own.
+    """
 
     tokenizer: object
     task: Task
     principle: str
     use_chat: bool
+    info: dict = field(default_factory=dict)
 
     def text(self, query: str, guided: bool) -> str:
-        principle = self.principle if guided else None
+        row = self.info.get(query)
+        principle = ((row and row.principle) or self.principle) if guided else None
         if self.use_chat:
-            return self.tokenizer.apply_chat_template(
-                self.task.messages(query, principle), tokenize=False,
-                add_generation_prompt=True)
+            if row is not None and row.messages is not None:
+                messages = with_principle(list(row.messages), principle)
+            else:
+                messages = self.task.messages(query, principle)
+            return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                      add_generation_prompt=True)
         return self.task.raw_prompt(query, principle)
 
     def ids(self, query: str, guided: bool = False) -> list[int]:

@@ -116,15 +116,21 @@ class Task:
             messages = hh_turns(query)
         else:
             messages = [{"role": "user", "content": f"{self.instruction}{query}"}]
-        if principle:
-            first = dict(messages[0])
-            first["content"] = f"{principle}\n\n{first['content']}"
-            messages = [first] + messages[1:]
-        return messages
+        return with_principle(messages, principle)
 
     def raw_prompt(self, query: str, principle: str | None) -> str:
         """The prompt for a model without a chat template: [p, x] as plain text."""
         return f"{principle}\n{query}" if principle else query
+
+
+def with_principle(messages: list[dict], principle: str | None) -> list[dict]:
+    """The principle in front of the first user turn (none: the messages as they are)."""
+    if not principle:
+        return messages
+    first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+    turn = dict(messages[first])
+    turn["content"] = f"{principle}\n\n{turn['content']}"
+    return messages[:first] + [turn] + messages[first + 1:]
 
 
 def clean_review(text: str) -> str:

@@ -29,6 +29,8 @@ from ple.sequences import pack, response_token_logprobs
 class PLETrainer(OnlineTrainer):
     """Train a model with PLE (see ple.online.OnlineTrainer for the arguments)."""
 
+    method = "ple"
+
     def _generate(self, queries: list[str]) -> tuple[list, list, list]:
         """Plain prompts, then the ids and texts of y (first half) and y' (second half), from
         ONE generate call. y' is principle-guided, except in the no_rank ablation, where it is
@@ -104,7 +106,7 @@ class PLETrainer(OnlineTrainer):
         prompts, responses, texts = self._generate(mine)
         t1 = time.perf_counter()
         m = len(mine)
-        scores = checked_scores(self.reward, mine * 2, texts)
+        scores = checked_scores(self.reward, mine * 2, texts, responses)
         t2 = time.perf_counter()
         pairs = [ScoredPair(step, q, prompts[i], responses[i], responses[m + i],
                             scores[i], scores[m + i]) for i, q in enumerate(mine)]

@@ -112,16 +112,14 @@ def summarize(judgments: list[Judgment], n_pairs: int) -> dict:
 
 def plot(summary: dict, label_a: str, label_b: str, path: Path) -> None:
     """A stacked horizontal bar per annotator and one pooled, like the paper's Figure 2b."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     rows = [(name, s) for name, s in summary["annotators"].items() if s["n"]]
     rows.append(("pooled", summary["pooled"]))
     rows.reverse()  # matplotlib draws the first bar at the bottom
     colours = {"win": "#4c9a5b", "tie": "#b8b8b8", "lose": "#c8524a"}
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(rows)))
+    fig = Figure(figsize=(7.5, 1.2 + 0.45 * len(rows)))
+    ax = fig.subplots()
     left = [0.0] * len(rows)
     for k in OUTCOMES:
         widths = [100 * s[f"{k}_rate"] for _, s in rows]
@@ -141,7 +139,6 @@ def plot(summary: dict, label_a: str, label_b: str, path: Path) -> None:
               ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def build_report(db: str, output_dir: str | None = None, label_a: str | None = None,

@@ -45,11 +45,12 @@ def _rows(batch: dict, index: torch.Tensor) -> dict:
 class PPOTrainer(OnlineTrainer):
     """Train a model with PPO (see ple.online.OnlineTrainer for the arguments)."""
 
-    def __init__(self, args, model, tokenizer, reward, queries, eval_queries=None,
-                 sft_pairs=None):
-        super().__init__(args, model, tokenizer, reward, queries, eval_queries, sft_pairs)
+    method = "ppo"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.reference = None
-        if not args.use_lora:
+        if not self.args.use_lora:
             self.reference = self.frozen_base
             if self.reference is None:
                 self.reference = copy.deepcopy(self.accelerator.unwrap_model(self.model))
@@ -139,7 +140,7 @@ class PPOTrainer(OnlineTrainer):
         responses, texts = self._sample(plain)
         self._count_generated(responses)
         t1 = time.perf_counter()
-        scores = checked_scores(self.reward, queries, texts)
+        scores = checked_scores(self.reward, queries, texts, responses)
         t2 = time.perf_counter()
         batch = pack(plain, responses, self.tokenizer.pad_token_id)
         old_logp, old_values, ref_logp = self._rollout_stats(batch)

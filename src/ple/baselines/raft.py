@@ -15,6 +15,10 @@ from ple.rewards import checked_scores
 
 
 class RAFTTrainer(OnlineTrainer):
+    """Train a model with RAFT (see ple.online.OnlineTrainer for the arguments)."""
+
+    method = "raft"
+
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         k = self.args.raft_k
         t0 = time.perf_counter()
@@ -22,7 +26,8 @@ class RAFTTrainer(OnlineTrainer):
         plain = [self.prompter.ids(q) for q in mine]
         responses, texts = self._sample([p for p in plain for _ in range(k)])
         t1 = time.perf_counter()
-        scores = checked_scores(self.reward, [q for q in mine for _ in range(k)], texts)
+        scores = checked_scores(self.reward, [q for q in mine for _ in range(k)], texts,
+                                responses)
         t2 = time.perf_counter()
         # Each process's lists are its queries' block, so concatenated they are in order.
         plain, responses, texts, scores = self._gather(plain, responses, texts, scores)

@@ -18,7 +18,10 @@ from transformers import TrainerCallback
 
 from ple.config import PLEConfig
 from ple.evaluation.heldout import evaluate_plain
-from ple.models import add_lora
+from ple.model_card import write_model_card
+from peft import get_peft_model
+
+from ple.models import paper_lora
 from ple.online import eval_row, length_filter, make_prompter
 from ple.plot import plot_loss_curve
 from ple.rewards import RewardModel
@@ -50,11 +53,14 @@ class TRLRun:
     def __init__(self, args: PLEConfig, model, tokenizer, reward: RewardModel,
                  eval_queries: list[str] | None = None):
         self.args, self.tokenizer, self.reward = args, tokenizer, reward
+        if reward is not None:  # config.yaml records the reward that ran, default or not
+            args.reward = reward.name
         self.prompter = make_prompter(args, tokenizer)
         self.eval_queries = length_filter(self.prompter, eval_queries or [],
                                           args.max_prompt_tokens, "eval")[0]
         torch.manual_seed(args.seed)
-        self.model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout) \
+        self.model = get_peft_model(
+            model, paper_lora(args.lora_r, args.lora_alpha, args.lora_dropout)) \
             if args.use_lora else model
         self.frozen_base = None
         if not args.use_lora and self.eval_queries:
@@ -79,6 +85,7 @@ class TRLRun:
             per_device_train_batch_size=a.batch_size, learning_rate=a.learning_rate,
             # Constant, as in ple's online methods, so equal budgets mean equal updates.
             lr_scheduler_type="constant", max_grad_norm=a.max_grad_norm, seed=a.seed,
+            weight_decay=a.weight_decay,
             logging_steps=1, save_strategy="no", report_to="none",
             gradient_accumulation_steps=a.gradient_accumulation_steps,
             activation_checkpointing=a.gradient_checkpointing,  # transformers 5's name
@@ -111,6 +118,9 @@ class TRLRun:
         plot_loss_curve(writer.rows, self.out / "loss_curve.png")
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
+        summary["steps"] = trainer.state.global_step
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_model_card(self.out / ("adapter" if self.args.use_lora else "model"), self.args,
+                         writer.rows, summary)
         return summary
 

@@ -44,7 +44,7 @@ def _label(name: str, seed: int) -> str:
 def run_status(spec: RunSpec) -> Status:
     """What the run's directory holds; refuses a run of another config, and leftovers of
     something that is not a run."""
-    from ple.cli import prepare_output_dir
+    from ple.training import prepare_output_dir
 
     out = Path(spec.config.output_dir)
     saved_file = out / "config.yaml"
@@ -68,7 +68,7 @@ def run_status(spec: RunSpec) -> Status:
 def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int], Status]:
     """Every check that needs no model: each run's data and principle, the test split, and
     each run's directory. Returns each run's status."""
-    from ple.cli import method_data
+    from ple.training import method_data
     from ple.evaluation.evaluate import load_test_split
     from ple.tasks import TASKS
 
@@ -84,7 +84,7 @@ def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int],
 
 
 def train(spec: RunSpec, status: Status) -> None:
-    from ple.cli import run_training
+    from ple.training import run_training
 
     out = Path(spec.config.output_dir)
     if status == "finished":

@@ -22,11 +22,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+# Figure, not pyplot: files only, no display, and no global backend chosen for the user.
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import MaxNLocator
 
 from ple.compare.config import BASE, CompareConfig, RunSpec  # noqa: E402
 from ple.evaluation.winrate import SAMPLES_FILE  # noqa: E402
@@ -206,7 +204,6 @@ def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -222,7 +219,8 @@ def winrate_section(runs: Runs) -> Section:
         rates.append([mean_and_std(s)[0] for s in shares])
         rows.append([f"{cfg.ours} vs {other}", *(cell(s, 0) for s in shares),
                      cell([r["n"] for r in reports], 0)])
-    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.2))
+    fig = MplFigure(figsize=(7, 0.6 * len(rows) + 1.2))
+    ax = fig.subplots()
     labels = [r[0] for r in rows]
     left = [0.0] * len(rows)
     for i, (outcome, color) in enumerate((("win", "#4c9a5b"), ("tie", "#b8b8b8"),
@@ -250,7 +248,8 @@ def winrate_section(runs: Runs) -> Section:
 def curves_section(runs: Runs) -> Section:
     cfg = runs.cfg
     trained = runs.names[1:]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = MplFigure(figsize=(8, 4.5))
+    ax = fig.subplots()
     without = []
     for i, name in enumerate(trained):
         seed_rows = [runs.metrics[name, seed] for seed in cfg.seeds]
@@ -292,8 +291,8 @@ def purity_section(runs: Runs) -> Section | None:
                 and "purity" in runs.metrics[n, cfg.seeds[0]][0]]
     if not ple_runs:
         return None
-    fig, axes = plt.subplots(1, len(ple_runs), figsize=(4.5 * len(ple_runs), 3.8),
-                             squeeze=False, sharey=True)
+    fig = MplFigure(figsize=(4.5 * len(ple_runs), 3.8))
+    axes = fig.subplots(1, len(ple_runs), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], ple_runs):
         seed_rows = [runs.metrics[name, seed] for seed in cfg.seeds]
         for margin in seed_rows[0][0]["purity"]:

@@ -1,0 +1,152 @@
+"""Run one configuration: check every input, then load the model and train with the method
+it names. What `ple train` and `ple compare` do; from Python, the trainers themselves
+(ple.PLETrainer, ...) are the entry point.
+
+Every mistake in what the user gave is refused, in one line, before any weights load and
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from ple.config import FIELDS, PLEConfig, load_config
+from ple.errors import UserError
+from ple.paths import check_writable_dir
+from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
+                       load_sft_pairs)
+
+log = logging.getLogger(__name__)
+
+
+def prepare_output_dir(path: str, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory; with --overwrite, clear the old one."""
+    from ple.online import RUN_FILES
+
+    out = Path(path)
+    check_writable_dir(out, "--output-dir")
+    old = [out / name for name in (*RUN_FILES, "adapter", "model") if (out / name).exists()]
+    if old and not overwrite:
+        raise UserError(f"--output-dir {path} holds another run ({old[0].name}); pass "
+                        f"--overwrite to replace it or choose another directory")
+    for p in old:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def resume_config(overrides: dict) -> PLEConfig:
+    """The saved config of the run in --output-dir; flags may only repeat it (or extend
+    max_steps): a resumed run that trained differently would not be the same run."""
+    if "output_dir" not in overrides:
+        raise UserError("--resume needs --output-dir (the run to continue)")
+    saved_path = Path(overrides["output_dir"]) / "config.yaml"
+    if not saved_path.is_file():
+        raise UserError(f"--resume: {saved_path} does not exist (no run to continue)")
+    saved = load_config(str(saved_path))
+    cfg = load_config(str(saved_path), overrides)
+    changed = [k for k in FIELDS if k != "max_steps" and getattr(cfg, k) != getattr(saved, k)]
+    if changed:
+        raise UserError(f"--resume: the config differs from the saved run in "
+                        f"{', '.join(changed)}")
+    return cfg
+
+
+def method_data(cfg: PLEConfig, task):
+    """What the method trains from: supervised pairs (sft), human preference pairs (dpo on
+    hh and tldr), or queries (every online method, and dpo on imdb, which samples its pairs)."""
+    if cfg.method == "sft":
+        if cfg.data is None:
+            raise UserError("config key `data`: method sft needs supervised data (hh: `chosen`; "
+                            "imdb: `text` and `label`; tldr: `prompt` and `summary`)")
+        return load_sft_pairs(task, cfg.data)
+    if cfg.method == "dpo" and cfg.task != "imdb":
+        if cfg.data is None:
+            raise UserError(f"config key `data`: method dpo needs preference pairs for task "
+                            f"{cfg.task} (`chosen` and `rejected`)")
+        return load_preference_pairs(task, cfg.data)
+    return load_queries(task, cfg.data)
+
+
+def check_processes(cfg: PLEConfig) -> None:
+    """Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N), only
+    the methods of the shared online harness run on several processes (docs/scaling.md)."""
+    from ple.zero import launched_with_deepspeed
+
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and cfg.method not in ("ple", "raft"):
+        raise UserError(f"config key `method` = {cfg.method!r}: runs on one process, not "
+                        f"{processes}; ple and raft run on several (docs/scaling.md)")
+    if launched_with_deepspeed() and cfg.method not in ("ple", "raft"):
+        raise UserError(f"config key `method` = {cfg.method!r}: runs without DeepSpeed; ple "
+                        f"and raft run under it (docs/scaling.md)")
+    if cfg.batch_size < processes:
+        raise UserError(f"config key `batch_size` = {cfg.batch_size}: each of the {processes} "
+                        f"processes needs at least one query a step")
+
+
+def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) -> dict:
+    """Check every input, then load the models and train. Returns the run summary."""
+    check_processes(cfg)
+    task = TASKS[cfg.task]
+    examples = method_data(cfg, task)
+    queries = [e[0] if isinstance(e, tuple) else e for e in examples]
+    if cfg.sft_data:
+        load_sft_pairs(task, cfg.sft_data)
+    if cfg.eval_steps and not cfg.eval_queries:
+        raise UserError(f"config key `eval_steps` = {cfg.eval_steps}: needs eval_queries (the "
+                        f"held-out queries to evaluate on)")
+    eval_queries = builtin_queries(cfg.task, "heldout")[:cfg.eval_queries]
+    cfg.principle_text  # noqa: B018 - reads principle_file now, so a bad path fails early
+    offline = cfg.method in ("sft", "dpo")
+    in_trl = cfg.method in ("sft", "dpo", "rloo")
+    if in_trl and resume:
+        raise UserError(f"--resume: method {cfg.method} is trained by TRL in one go; start it "
+                        f"again with --overwrite")
+    from ple.models import context_length, load_policy, load_tokenizer, paper_lora
+    from ple.online import check_context, length_filter, make_prompter
+    from ple.rewards import load_reward
+
+    # Prompts too long for the model are the user's mistake: say so before loading weights,
+    # which needs only the tokenizer and the config.
+    prompter = make_prompter(cfg, load_tokenizer(cfg.model))
+    kept, dropped = length_filter(prompter, queries, cfg.max_prompt_tokens,
+                                  f"data {cfg.data or '(built-in)'}")
+    if not in_trl:
+        check_context(prompter, kept, cfg.max_new_tokens, context_length(cfg.model))
+    # SFT and DPO on human pairs use the reward for evaluation only.
+    needs_reward = not offline or cfg.eval_queries or cfg.method == "dpo" and cfg.task == "imdb"
+    reward = load_reward(cfg.reward, cfg.task, cfg.reward_label) if needs_reward else None
+    if not resume and os.environ.get("RANK", "0") == "0":  # the process that writes
+        prepare_output_dir(cfg.output_dir, overwrite)
+    if in_trl:
+        from ple.baselines.dpo import train_dpo
+        from ple.baselines.rloo import train_rloo
+        from ple.baselines.trl_run import TRLRun
+        from ple.baselines.sft import train_sft
+
+        if dropped:
+            log.warning("dropped %d of %d examples whose prompt is longer than "
+                        "max_prompt_tokens = %d", dropped, len(queries), cfg.max_prompt_tokens)
+        kept_set = set(kept)
+        examples = [e for e in examples if (e[0] if isinstance(e, tuple) else e) in kept_set]
+        model, tokenizer = load_policy(cfg.model, cfg.seed)
+        run = TRLRun(cfg, model, tokenizer, reward, eval_queries)
+        if cfg.method == "rloo":
+            return train_rloo(run, examples)
+        if cfg.method == "sft":
+            return train_sft(run, examples)
+        if cfg.task == "imdb":
+            return train_dpo(run, queries=examples)
+        return train_dpo(run, pairs=examples)
+    from ple.baselines.ppo import PPOTrainer
+    from ple.baselines.raft import RAFTTrainer
+    from ple.trainer import PLETrainer
+
+    trainer_class = {"ple": PLETrainer, "raft": RAFTTrainer, "ppo": PPOTrainer}[cfg.method]
+    peft_config = paper_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) \
+        if cfg.use_lora else None
+    trainer = trainer_class(model=cfg.model, args=cfg, reward_funcs=reward,
+                            peft_config=peft_config)
+    return trainer.train(resume_from_checkpoint=resume)
