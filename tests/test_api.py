@@ -215,3 +215,45 @@ def test_importing_ple_changes_no_global_state():
             "assert logging.root.handlers == [], 'root logging configured'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_tensorboard_gets_every_step_and_none_writes_nothing(tmp_path):
+    """report_to through accelerate's trackers: TensorBoard's event files hold each step's
+    metrics (read back offline); report_to none writes no event file."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ple import PLETrainer
+
+    trainer = PLETrainer(model="tiny", args=small(tmp_path, report_to="tensorboard"),
+                         reward_funcs="vader")
+    trainer.train()
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    accumulator = EventAccumulator(str(tmp_path / "run" / "runs"))
+    accumulator.Reload()
+    logged = accumulator.Scalars("reward_mean")
+    assert [e.step for e in logged] == [1, 2]
+    assert [e.value for e in logged] == pytest.approx([r["reward_mean"] for r in rows])
+    assert "purity/0.2" in accumulator.Tags()["scalars"]
+
+    quiet = tmp_path / "quiet"
+    PLETrainer(model="tiny", args=small(quiet), reward_funcs="vader").train()
+    assert not list(quiet.rglob("events.out.tfevents.*"))
+
+
+def test_unknown_tracker_is_refused():
+    from ple import PLEConfig
+
+    with pytest.raises(ValueError, match="`report_to` = 'tensorbored': must be none or"):
+        PLEConfig(report_to="tensorbored")
+
+
+def test_a_tracker_that_is_not_installed_is_refused(monkeypatch):
+    import importlib.util
+
+    from ple import PLEConfig
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "wandb" else real(name, *rest))
+    with pytest.raises(ValueError, match="`report_to` = 'wandb': wandb is not installed"):
+        PLEConfig(report_to="wandb")

@@ -23,6 +23,9 @@ TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge")
 ABLATIONS = ("no_rank", "no_wsft")
 GENERATION_BACKENDS = ("transformers", "vllm")
+# accelerate's trackers (accelerate.utils.LoggerType), as TRL's report_to names them.
+TRACKERS = ("tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "aim", "clearml",
+            "dvclive", "swanlab")
 
 
 def _doc(text: str) -> dict:
@@ -269,6 +272,14 @@ class PLEConfig:
                       "0 disables. Default 0 (the demo uses 32)."),
     )
 
+    report_to: str = field(
+        default="none",
+        metadata=_doc("Experiment trackers that get every step's metrics, through accelerate: "
+                      "none, or a comma-separated list of tensorboard, wandb, trackio, "
+                      "comet_ml, mlflow, aim, clearml, dvclive, swanlab (each needs its "
+                      "package); TensorBoard writes to OUTPUT_DIR/runs. metrics.jsonl is "
+                      "written either way. Default none."),
+    )
     eval_steps: int = field(
         default=0,
         metadata=_doc("Also evaluate as eval_queries does every N steps during training, "
@@ -416,6 +427,12 @@ def validate(cfg: PLEConfig) -> PLEConfig:
              "the adapter, not full weights)")
         need(cfg.model != "tiny" and not cfg.model.endswith(".gguf"), "generation_backend",
              f"vllm loads a hub id, a local directory or `default`, not {cfg.model}")
+    need(all(t in TRACKERS for t in trackers(cfg)) and (trackers(cfg) or
+                                                        cfg.report_to.strip() == "none"),
+         "report_to", f"must be none or a comma-separated list of {', '.join(TRACKERS)}")
+    for tracker in trackers(cfg):
+        need(importlib.util.find_spec(tracker) is not None, "report_to",
+             f"{tracker} is not installed (pip install {tracker})")
     need(cfg.ablation in (None, *ABLATIONS), "ablation",
          f"must be one of {', '.join(ABLATIONS)} (or null)")
     need(cfg.sft_steps == 0 or cfg.sft_data is not None, "sft_steps",
@@ -423,6 +440,11 @@ def validate(cfg: PLEConfig) -> PLEConfig:
     need(cfg.principle is None or cfg.principle_file is None, "principle_file",
          "give either principle or principle_file, not both")
     return cfg
+
+
+def trackers(cfg: PLEConfig) -> list[str]:
+    """The trackers `report_to` names (none: an empty list)."""
+    return [t.strip() for t in cfg.report_to.split(",") if t.strip() not in ("", "none")]
 
 
 def load_config(path: str | None = None, overrides: dict | None = None) -> PLEConfig:

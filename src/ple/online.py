@@ -24,7 +24,7 @@ from trl.models import unwrap_model_for_generation
 from ple import checkpoint, losses, zero
 from ple.buffer import ReplayBuffer
 from ple.callbacks import Callbacks
-from ple.config import PLEConfig
+from ple.config import PLEConfig, trackers
 from ple.errors import UserError
 from ple.evaluation.heldout import evaluate_plain
 from ple.inputs import dataset_queries, resolve_model
@@ -79,6 +79,25 @@ def check_context(prompter: Prompter, queries: list[str], max_new_tokens: int,
         raise UserError(f"principle: the longest principle-guided prompt is {longest} "
                         f"tokens; with max_new_tokens = {max_new_tokens} it exceeds "
                         f"the model's context of {context} tokens")
+
+
+def scalars(row: dict) -> dict:
+    """The numbers of a metrics row, as trackers take them: nested dicts (purity per
+    margin) flattened to `purity/0.05`, nulls left out."""
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{k}": v for k, v in value.items()
+                         if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+def tracker_config(args: PLEConfig) -> dict:
+    """The config as trackers store hyperparameters: scalars and strings only."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in args.to_dict().items()}
 
 
 def eval_row(evaluation: dict) -> dict:
@@ -171,6 +190,7 @@ class OnlineTrainer:
         self.accelerator = Accelerator(
             cpu=not cuda and not deepspeed,
             mixed_precision="bf16" if args.bf16 and cuda else "no",
+            log_with=trackers(args) or None, project_dir=args.output_dir,
             kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed and not cuda
             else [])
         if self.accelerator.distributed_type in UNSUPPORTED:
@@ -396,6 +416,9 @@ class OnlineTrainer:
                 summary["eval_before"] = self.evaluate()
         state = self.callbacks.state
         state.global_step = start - 1
+        if trackers(a):
+            # TensorBoard writes to OUTPUT_DIR/runs, where TRL's runs put theirs.
+            self.accelerator.init_trackers("runs", config=tracker_config(a))
         self.callbacks("on_train_begin", model=self.model)
         bar = tqdm(range(start, a.max_steps + 1), desc=a.method.upper(), unit="step",
                    initial=start - 1, total=a.max_steps, disable=not main)
@@ -410,6 +433,7 @@ class OnlineTrainer:
                                    metrics={k: v for k, v in row.items() if k.startswith("eval_")})
                 metrics_f.write(json.dumps(row) + "\n")
                 metrics_f.flush()
+                self.accelerator.log(scalars(row), step=step)
                 self.metrics.append(row)
                 state.log_history.append(row)
                 bar.set_postfix(self._progress(row))
@@ -431,6 +455,8 @@ class OnlineTrainer:
             (out / "summary.json").write_text(json.dumps(summary, indent=1))
             write_model_card(self._saved_dir(out), a, self.metrics, summary)
         self.callbacks("on_train_end", model=self.model)
+        for tracker in self.accelerator.trackers:  # not end_training(): the process group
+            tracker.finish()                        # stays for whatever the caller does next
         self.accelerator.wait_for_everyone()
         return summary
 

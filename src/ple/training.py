@@ -28,7 +28,8 @@ def prepare_output_dir(path: str, overwrite: bool) -> None:
 
     out = Path(path)
     check_writable_dir(out, "--output-dir")
-    old = [out / name for name in (*RUN_FILES, "adapter", "model") if (out / name).exists()]
+    old = [out / name for name in (*RUN_FILES, "adapter", "model", "runs")
+           if (out / name).exists()]
     if old and not overwrite:
         raise UserError(f"--output-dir {path} holds another run ({old[0].name}); pass "
                         f"--overwrite to replace it or choose another directory")

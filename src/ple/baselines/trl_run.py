@@ -16,7 +16,7 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from ple.config import PLEConfig
+from ple.config import PLEConfig, trackers
 from ple.evaluation.heldout import evaluate_plain
 from ple.model_card import write_model_card
 from peft import get_peft_model
@@ -86,7 +86,7 @@ class TRLRun:
             # Constant, as in ple's online methods, so equal budgets mean equal updates.
             lr_scheduler_type="constant", max_grad_norm=a.max_grad_norm, seed=a.seed,
             weight_decay=a.weight_decay,
-            logging_steps=1, save_strategy="no", report_to="none",
+            logging_steps=1, save_strategy="no", report_to=trackers(a) or "none",
             gradient_accumulation_steps=a.gradient_accumulation_steps,
             activation_checkpointing=a.gradient_checkpointing,  # transformers 5's name
             bf16=a.bf16 and torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
