@@ -149,11 +149,11 @@ def tiny_model(vocab_size: int, seed: int) -> LlamaForCausalLM:
         return LlamaForCausalLM(config)
 
 
-def _from_pretrained(cls, name: str):
+def _from_pretrained(cls, name: str, **kwargs):
     if not Path(name).exists() and name.startswith(("/", ".", "~")):
         raise UserError(f"model path {name} does not exist")
     try:
-        return cls.from_pretrained(name, trust_remote_code=False)
+        return cls.from_pretrained(name, trust_remote_code=False, **kwargs)
     except OSError as e:
         raise UserError(f"model `{name}`: no such local directory, and not loadable as a hub "
                         f"id here ({str(e).splitlines()[0]})") from None
@@ -169,7 +169,9 @@ def load_policy(name: str, seed: int = 0):
     elif Path(name).suffix == ".gguf":
         model, tokenizer = _load_gguf(Path(name))
     else:
-        model = _from_pretrained(AutoModelForCausalLM, name)
+        # float32 whatever the checkpoint holds: training weights and optimizer state stay
+        # fp32; bf16 is autocast on a GPU that has it (config key bf16).
+        model = _from_pretrained(AutoModelForCausalLM, name, dtype=torch.float32)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

@@ -221,6 +221,11 @@ class OnlineTrainer:
             zero.configure(self.accelerator.state.deepspeed_plugin, args.train_batch_size,
                            self.accelerator.num_processes, args.max_grad_norm)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # Everything that reads the policy's tensors sits on its device.
+        if hasattr(self.reward, "to"):
+            self.reward.to(self.accelerator.device)
+        if self.frozen_base is not None:
+            self.frozen_base.to(self.accelerator.device)
         self.vllm = None
         if args.generation_backend == "vllm":
             from ple.vllm_backend import VLLMSampler

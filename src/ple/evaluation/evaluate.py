@@ -300,6 +300,9 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
     model.eval()
     if torch.cuda.is_available():
         model.to("cuda")
+        for scorer in (reward, *extra.values()):
+            if hasattr(scorer, "to"):
+                scorer.to("cuda")
     # Greedy decoding is sampling from the top token alone: the same code path, deterministic.
     sampling = dataclasses.replace(cfg, temperature=1.0, top_p=1.0, top_k=1) \
         if cfg.greedy else cfg

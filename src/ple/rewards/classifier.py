@@ -78,12 +78,13 @@ class ClassifierReward:
 
     def __init__(self, name: str, label: int = 1, batch_size: int = 16,
                  text_format: str | None = None):
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
             self._model = AutoModelForSequenceClassification.from_pretrained(
-                name, trust_remote_code=False).eval()
+                name, trust_remote_code=False, dtype=torch.float32).eval()
         except OSError as e:
             raise UserError(f"reward `{name}`: cannot load as a sequence-classification "
                             f"model ({str(e).splitlines()[0]})") from None
@@ -104,6 +105,11 @@ class ClassifierReward:
         self.text_format = text_format
         self.name = name
         self.truncated = 0
+
+    def to(self, device) -> "ClassifierReward":
+        """Score on `device` (the policy's, so a GPU run does not score on the CPU)."""
+        self._model.to(device)
+        return self
 
     def texts(self, queries: list[str], responses: list[str]) -> list[str]:
         """Exactly the strings the model scores for these pairs."""

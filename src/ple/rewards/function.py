@@ -88,6 +88,12 @@ class WeightedReward:
             total = [t + weight * s for t, s in zip(total, scores)]
         return total
 
+    def to(self, device) -> "WeightedReward":
+        for reward in self.rewards:
+            if hasattr(reward, "to"):
+                reward.to(device)
+        return self
+
     @property
     def truncated(self) -> int | None:
         counts = [r.truncated for r in self.rewards if hasattr(r, "truncated")]
