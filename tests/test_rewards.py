@@ -349,7 +349,7 @@ def test_classifier_missing_relative_path(tmp_path, monkeypatch):
 
 
 def test_plain_texts_put_a_space_where_query_and_response_would_glue():
-    from ple.rewards.classifier import join_plain
+    from ple.rewards.texts import join_plain
 
     assert join_plain("The film opens with", "a bang.") == "The film opens with a bang."
     assert join_plain("\n\nHuman: hi\n\nAssistant:", "Sure") == "\n\nHuman: hi\n\nAssistant: Sure"

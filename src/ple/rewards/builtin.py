@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # The source files that decide what a reward model is trained on and how (reading the data,
 # splitting it, the texts it reads, the training). Hashed as code, not text: an edited
 # comment or docstring keeps the key, a changed statement does not.
-CODE_FILES = ("rewards/train.py", "rewards/classifier.py", "data_files.py", "hh_format.py")
+CODE_FILES = ("rewards/train.py", "rewards/texts.py", "data_files.py", "hh_format.py")
 
 
 @dataclass(frozen=True)

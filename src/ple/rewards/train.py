@@ -19,7 +19,7 @@ docs/reward-models.md). At the end a held-out part is scored (accuracy, or pairw
 adapter merged into the weights — as a directory that `AutoModelForSequenceClassification`
 and `AutoTokenizer` load, and that every method takes as `--reward`.
 
-What the model reads for (x, y) is `ple.rewards.classifier.reward_texts` in the run's text
+What the model reads for (x, y) is `ple.rewards.texts.reward_texts` in the run's text
 format (`plain` = x + y by default, or `chat`), recorded in `ple_reward.json` so that serving
 uses the same format as training. Texts over `max_length` tokens are cut on the
 `truncation_side` (default: keep the end, where the responses of a pair and a review's
@@ -45,8 +45,8 @@ from typing import Any
 from ple.config import true_or_false
 from ple.data_files import Record, load_records
 from ple.errors import UserError
-from ple.rewards.classifier import (REWARD_INFO_FILE, TEXT_FORMATS, adds_special_tokens,
-                                    reward_texts)
+from ple.rewards.texts import (REWARD_INFO_FILE, TEXT_FORMATS, adds_special_tokens,
+                               reward_texts)
 from ple.hh_format import split_hh
 
 KINDS = ("classifier", "preference")
