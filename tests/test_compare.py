@@ -33,6 +33,10 @@ def write_config(root: Path, **changes) -> Path:
     cfg = yaml.safe_load(CONFIG.read_text())
     cfg["output_dir"] = "out"
     cfg["eval"]["test_data"] = str(test)
+    # A second scorer of the same responses, as the study adds VADER beside its classifier.
+    (root / "length_score.py").write_text("def score(prompts, completions):\n"
+                                          "    return [len(c) / 10 for c in completions]\n")
+    cfg["eval"]["extra_rewards"] = "length_score:score"
     cfg["common"].update(changes)
     path = root / "compare.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -110,8 +114,33 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
             expected([e["base_perplexity"] for e in evals], 2),
             expected([e["distinct_2"] for e in evals], 3)]
     # The equal budget: 2 steps of 2 queries, with 2 responses each.
-    assert main["ple"][5:] == ["8", "2"] and main["raft"][5] == "8"
-    assert main["BASE"][5:] == ["–", "–"]
+    assert main["ple"][5:7] == ["8", "2"] and main["raft"][5] == "8"
+    assert main["BASE"][5:7] == ["–", "–"]
+    assert "length_score:score ↑" in md
+    scores = [json.loads((out / f"runs/ple/seed{s}/eval.json").read_text())["extra_rewards"]
+              ["length_score:score"]["mean"] for s in SEEDS]
+    assert main["ple"][7] == expected(scores, 3)
+
+    # Ours minus each run on the same test queries: the mean over seeds of each seed's
+    # paired mean, with Student's t (1 degree of freedom) over the two seeds.
+    paired = markdown_table(md, "imdb: ours minus each run")
+    assert list(paired) == ["ple − BASE", "ple − raft", "ple − no_wsft"]
+    def score(row, column):
+        return row["reward"] if column == 0 else row["extra_rewards"]["length_score:score"]
+
+    for label, run in (("ple − BASE", "base/seed{}"), ("ple − raft", "runs/raft/seed{}")):
+        for column in (0, 1):
+            means = []
+            for seed in SEEDS:
+                ours = {r["query"]: score(r, column) for r in map(json.loads, open(
+                    out / f"runs/ple/seed{seed}/eval_samples.jsonl"))}
+                theirs = {r["query"]: score(r, column) for r in map(json.loads, open(
+                    out / run.format(seed) / "eval_samples.jsonl"))}
+                means.append(statistics.mean(ours[q] - theirs[q] for q in ours))
+            mean = statistics.mean(means)
+            half = 12.706 * statistics.stdev(means) / len(means) ** 0.5
+            assert paired[label][column] == \
+                f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
 
     wins = markdown_table(md, "win / tie / lose (%) of ours")
     assert list(wins) == ["ple vs raft", "ple vs base"]

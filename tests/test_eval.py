@@ -339,3 +339,13 @@ def test_earlier_evaluation_is_kept_unless_overwrite(tmp_path):
     assert json.loads((out / "eval.json").read_text()) == first
     second, rows = run_eval(out, "-n", "2", "--overwrite")
     assert second["n"] == len(rows) == 2
+
+
+def test_paired_difference_and_95_percent_intervals():
+    from ple.evaluation.metrics import ci95, paired_difference
+
+    mean, se, n = paired_difference({"a": 1.0, "b": 3.0, "c": 0.0}, {"a": 0.0, "b": 1.0})
+    assert (mean, n) == (1.5, 2) and se == pytest.approx(0.5)
+    assert ci95([(0.4, 0.1)]) == (0.4, pytest.approx(0.196))
+    mean, half = ci95([(1.0, 9.0), (2.0, 9.0), (3.0, 9.0)])  # the seeds' spread, not their SE
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3 ** 0.5)

@@ -27,7 +27,8 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
 from ple.compare.config import BASE, CompareConfig, RunSpec  # noqa: E402
-from ple.evaluation.winrate import SAMPLES_FILE  # noqa: E402
+from ple.evaluation.metrics import ci95, paired_difference
+from ple.evaluation.winrate import SAMPLES_FILE
 
 SAMPLE_QUERIES = 3  # Figure 4 shows three
 ABLATION_LABELS = {"no_rank": "w/o L_rank", "no_wsft": "w/o L_weighted-sft"}
@@ -142,8 +143,20 @@ RESULT_HEADER = ["method", "PPL ↓", "RM ↑", "BLEU ↑", "base-PPL", "distinc
                  "generated responses", "optimizer steps"]
 
 
+def result_header(runs: Runs) -> list[str]:
+    return RESULT_HEADER + [f"{n} ↑" for n in scorers(runs)[1:]]
+
+
 def result_row(runs: Runs, name: str, label: str) -> list[str]:
     one_seed = len(runs.cfg.seeds) == 1
+    first = runs.evals[name, runs.cfg.seeds[0]]
+    extra = [cell([runs.evals[name, seed]["extra_rewards"][n]["mean"] for seed in
+                   runs.cfg.seeds], 3, first["extra_rewards"][n]["se"] if one_seed else None)
+             for n in scorers(runs)[1:]]
+    return [*result_row_main(runs, name, label, one_seed), *extra]
+
+
+def result_row_main(runs: Runs, name: str, label: str, one_seed: bool) -> list[str]:
     se = runs.evals[name, runs.cfg.seeds[0]]["reward_se"] if one_seed else None
     return [label, cell(runs.values(name, "reference_perplexity"), 2),
             cell(runs.values(name, "reward_mean"), 3, se),
@@ -183,7 +196,50 @@ def results_section(runs: Runs) -> Section:
         "distinct-2 (falling: repetition). Budget: responses sampled while training, and "
         "optimizer steps."]
     return Section("Results (Tables 1-3)", [
-        *notes, Table(f"{cfg.task}: methods", RESULT_HEADER, rows)])
+        *notes, Table(f"{cfg.task}: methods", result_header(runs), rows)])
+
+
+def scorers(runs: Runs) -> list[str]:
+    """The training reward, then every extra scorer the evaluations ran."""
+    first = runs.evals[BASE, runs.cfg.seeds[0]]
+    return [first["reward"], *first.get("extra_rewards", {})]
+
+
+def _scores(runs: Runs, name: str, seed: int, scorer: str, index: int) -> dict[str, float]:
+    rows = runs.samples[name, seed]
+    if index == 0:
+        return {r["query"]: r["reward"] for r in rows}
+    return {r["query"]: r["extra_rewards"][scorer] for r in rows}
+
+
+def paired_section(runs: Runs) -> Section:
+    """Ours minus each other run on the same test queries, per scorer, with 95 % CIs."""
+    cfg = runs.cfg
+    names = scorers(runs)
+    others = [n for n in runs.names if n != cfg.ours]
+    rows, per_seed_n = [], set()
+    for other in others:
+        row = [f"{cfg.ours} − {'BASE' if other == BASE else other}"]
+        for index, scorer in enumerate(names):
+            estimates = []
+            for seed in cfg.seeds:
+                mean, se, n = paired_difference(_scores(runs, cfg.ours, seed, scorer, index),
+                                                _scores(runs, other, seed, scorer, index))
+                estimates.append((mean, se))
+                per_seed_n.add(n)
+            mean, half = ci95(estimates)
+            row.append(f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]")
+        rows.append(row)
+    spread = ("one seed: ± 1.96 standard errors of the paired difference over the test "
+              "queries" if len(cfg.seeds) == 1 else
+              f"{len(cfg.seeds)} seeds: Student's t over the seeds' paired means (each "
+              f"seed evaluates its own draw of test queries, shared by every run of it)")
+    return Section("Paired differences", [
+        f"Ours ({cfg.ours}) minus each run, over the test queries both answered ("
+        f"{', '.join(map(str, sorted(per_seed_n)))} per seed), for the training reward and "
+        f"every other scorer of the same responses; mean and 95 % interval ({spread}). An "
+        f"interval that excludes 0 is a difference beyond noise.",
+        Table(f"{cfg.task}: ours minus each run", ["pair", *[f"Δ {n}" for n in names]], rows)])
 
 
 def ablation_section(runs: Runs) -> Section:
@@ -197,7 +253,7 @@ def ablation_section(runs: Runs) -> Section:
         f"Each ablation is {cfg.ours}'s config with its own changes, at the same budget "
         f"unless it changes that. w/o L_rank also drops the principle prompt: its pair is "
         f"two plain samples. {_sentence(_spread_words(cfg))}.",
-        Table(f"{cfg.task}: ablations", RESULT_HEADER, rows)])
+        Table(f"{cfg.task}: ablations", result_header(runs), rows)])
 
 
 def _png(fig) -> bytes:
@@ -329,7 +385,7 @@ def samples_section(runs: Runs) -> Section:
 
 def build(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[str, list[Section]]:
     runs = Runs(cfg, specs)
-    sections = [results_section(runs)]
+    sections = [results_section(runs), paired_section(runs)]
     if cfg.ablations:
         sections.append(ablation_section(runs))
     sections += [winrate_section(runs), curves_section(runs)]

@@ -38,3 +38,27 @@ def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, st
     metric = BLEU()
     score = metric.corpus_score(hypotheses, [references]).score
     return score, str(metric.get_signature())
+
+
+# Student's t, 97.5 % quantile, by degrees of freedom: 95 % intervals from few seeds.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228}
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> tuple[float, float, int]:
+    """Mean and standard error of a[q] - b[q] over the keys both hold (the same test
+    queries scored for two models), and how many there were."""
+    shared = [q for q in a if q in b]
+    mean, se = mean_and_se([a[q] - b[q] for q in shared])
+    return mean, se, len(shared)
+
+
+def ci95(estimates: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean and half-width of a 95 % interval from per-seed (mean, standard error) pairs:
+    one seed, its own 1.96 standard errors (test-set noise only); several, Student's t over
+    the seeds' means, whose spread holds training noise and test-set noise alike."""
+    means = [m for m, _ in estimates]
+    if len(means) == 1:
+        return means[0], 1.96 * estimates[0][1]
+    mean, se = mean_and_se(means)
+    return mean, T_975.get(len(means) - 1, 2.228) * se
