@@ -3,7 +3,6 @@ key of data, settings and code, reused afterwards; refused in one line without t
 
 import dataclasses
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -14,32 +13,50 @@ pytestmark = pytest.mark.skipif(not (SHARED_DATA / "imdb").is_dir(),
                                 reason="needs ../shared/data (the IMDb slice)")
 
 
+def isolate_rewards(tmp_path, monkeypatch):
+    """A cache with no trained reward, sharing the default model's prepared tokenizer (so
+    that each test does not prepare it again from the GGUF file)."""
+    from ple.models import default_model_dir
+
+    tokenizer_dir = default_model_dir(weights=False)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / tokenizer_dir.name).symlink_to(tokenizer_dir)
+    monkeypatch.setenv("PLE_CACHE_DIR", str(cache))
+    return cache
+
+
 @pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PLE_DATA_DIR", str(SHARED_DATA))
-    return tmp_path / "cache"
+    return isolate_rewards(tmp_path, monkeypatch)
 
 
-def test_trained_once_then_reused(empty_cache, monkeypatch, caplog):
+def test_trained_once_then_reused(empty_cache, tmp_path, monkeypatch):
+    """The first run that names the reward trains it (saying so) and trains with it; later
+    ones load the cached model and never train it again."""
     from ple.rewards import builtin, load_reward
 
-    with caplog.at_level(logging.INFO, logger="ple"):
-        reward = load_reward("tiny-imdb-sentiment", "imdb")
-    assert "preparing reward `tiny-imdb-sentiment` once" in caplog.text
-    assert reward.name == "tiny-imdb-sentiment"
+    out = tmp_path / "run"
+    result = run_ple("train", "--model", "tiny", "--task", "imdb", "--reward",
+                     "tiny-imdb-sentiment", "--max-steps", "1", "--batch-size", "2",
+                     "--max-new-tokens", "4", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ple: preparing reward `tiny-imdb-sentiment` once" in result.stderr
+    assert (out / "adapter" / "adapter_config.json").is_file()
     [prepared] = (empty_cache / "rewards").iterdir()
     assert (prepared / "ple_reward.json").is_file() and (prepared / "reward_eval.json").is_file()
-    scores = reward.score(["A"] * 2, [" great film", " awful film"])
-    assert len(scores) == 2
 
     def no_training(cfg):
         raise AssertionError("a cached reward was trained again")
 
     monkeypatch.setattr("ple.rewards.train.train_reward_model", no_training)
     assert builtin.prepared_reward_dir("tiny-imdb-sentiment") == prepared
-    again = load_reward("tiny-imdb-sentiment", "imdb")
-    assert again.score(["A"] * 2, [" great film", " awful film"]) == scores
+    reward = load_reward("tiny-imdb-sentiment", "imdb")
+    assert reward.name == "tiny-imdb-sentiment"
+    scores = reward.score(["A"] * 2, [" great film", " awful film"])
+    assert len(scores) == 2 and scores == load_reward("tiny-imdb-sentiment", "imdb").score(
+        ["A"] * 2, [" great film", " awful film"])
 
 
 def test_key_follows_settings_data_and_code(empty_cache, monkeypatch, tmp_path):
@@ -62,7 +79,7 @@ def test_key_follows_settings_data_and_code(empty_cache, monkeypatch, tmp_path):
 
 
 def test_missing_data_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLE_CACHE_DIR", str(tmp_path / "cache"))
+    isolate_rewards(tmp_path, monkeypatch)
     monkeypatch.setenv("PLE_DATA_DIR", str(tmp_path / "nothing"))
     out = tmp_path / "out"
     result = run_ple("train", "--model", "tiny", "--reward", "tiny-imdb-sentiment",
@@ -71,16 +88,6 @@ def test_missing_data_is_one_line(tmp_path, monkeypatch):
     [line] = result.stderr.strip().splitlines()
     assert "reward `tiny-imdb-sentiment` is trained on first use from imdb/train.jsonl" in line
     assert "PLE_DATA_DIR" in line and not out.exists()
-
-
-def test_train_with_a_builtin_reward(empty_cache, tmp_path):
-    out = tmp_path / "run"
-    result = run_ple("train", "--model", "tiny", "--task", "imdb", "--reward",
-                     "tiny-imdb-sentiment", "--max-steps", "1", "--batch-size", "2",
-                     "--max-new-tokens", "4", "--output-dir", out)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "ple: preparing reward `tiny-imdb-sentiment` once" in result.stderr
-    assert (out / "adapter" / "adapter_config.json").is_file()
 
 
 def test_hh_trains_with_its_builtin_reward_by_default(empty_cache, tmp_path, monkeypatch):
