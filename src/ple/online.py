@@ -47,6 +47,7 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
 
 log = logging.getLogger(__name__)
 
+
 def make_prompter(args: PLEConfig, tokenizer, info: dict | None = None) -> Prompter:
     """Prompts with the chat template when the tokenizer has one (or as configured); `info`
     holds what dataset rows say about their queries (ple.inputs.QueryInfo)."""
@@ -420,7 +421,7 @@ class OnlineTrainer:
             if self.eval_queries:
                 summary["eval_before"] = self.evaluate()
         state = self.callbacks.state
-        state.global_step = start - 1
+        state.global_step, state.log_history = start - 1, self.metrics  # one list, restored too
         if trackers(a):
             # TensorBoard writes to OUTPUT_DIR/runs, where TRL's runs put theirs.
             self.accelerator.init_trackers("runs", config=tracker_config(a))
@@ -433,14 +434,14 @@ class OnlineTrainer:
                 row = self._step(step, self._queries_for_step(step), samples_f)
                 state.global_step = step
                 if a.eval_steps and step % a.eval_steps == 0:
-                    row.update(eval_row(self.evaluate()))
-                    self.callbacks("on_evaluate", model=self.model,
-                                   metrics={k: v for k, v in row.items() if k.startswith("eval_")})
+                    evaluation = eval_row(self.evaluate())
+                    row.update(evaluation)
+                    self.callbacks("on_evaluate", model=self.model, metrics=evaluation)
                 metrics_f.write(json.dumps(row) + "\n")
                 metrics_f.flush()
-                self.accelerator.log(scalars(row), step=step)
+                if self.accelerator.trackers:
+                    self.accelerator.log(scalars(row), step=step)
                 self.metrics.append(row)
-                state.log_history.append(row)
                 bar.set_postfix(self._progress(row))
                 control = self.callbacks("on_step_end", model=self.model)
                 self.callbacks("on_log", model=self.model, logs=row)
@@ -523,10 +524,11 @@ class OnlineTrainer:
         if not found:
             raise UserError(f"--resume: no complete checkpoint in {out}/checkpoints")
         if chosen is not None:
-            if chosen.resolve() not in [f.resolve() for f in found]:
+            matching = [f for f in found if f.resolve() == chosen.resolve()]
+            if not matching:
                 raise UserError(f"resume_from_checkpoint {chosen}: not a complete checkpoint "
                                 f"of {out} (those are {', '.join(f.name for f in found)})")
-            found = [f for f in found if f.resolve() == chosen.resolve()]
+            found = matching
         saved = checkpoint.load(found[-1])
         processes = self.accelerator.num_processes
         if len(saved["rng"]) != processes:

@@ -148,23 +148,21 @@ def result_header(runs: Runs) -> list[str]:
 
 
 def result_row(runs: Runs, name: str, label: str) -> list[str]:
-    one_seed = len(runs.cfg.seeds) == 1
+    """One row of a results table; with one seed, RM and every extra scorer ± their SE."""
     first = runs.evals[name, runs.cfg.seeds[0]]
-    extra = [cell([runs.evals[name, seed]["extra_rewards"][n]["mean"] for seed in
-                   runs.cfg.seeds], 3, first["extra_rewards"][n]["se"] if one_seed else None)
+    one_seed = len(runs.cfg.seeds) == 1
+    extra = [cell([runs.evals[name, seed]["extra_rewards"][n]["mean"]
+                   for seed in runs.cfg.seeds], 3,
+                  first["extra_rewards"][n]["se"] if one_seed else None)
              for n in scorers(runs)[1:]]
-    return [*result_row_main(runs, name, label, one_seed), *extra]
-
-
-def result_row_main(runs: Runs, name: str, label: str, one_seed: bool) -> list[str]:
-    se = runs.evals[name, runs.cfg.seeds[0]]["reward_se"] if one_seed else None
     return [label, cell(runs.values(name, "reference_perplexity"), 2),
-            cell(runs.values(name, "reward_mean"), 3, se),
+            cell(runs.values(name, "reward_mean"), 3, first["reward_se"] if one_seed else None),
             cell(runs.values(name, "bleu"), 2),
             cell(runs.values(name, "base_perplexity"), 2),
             cell(runs.values(name, "distinct_2"), 3),
             cell(runs.budget(name, "generated_responses"), 0) if name != BASE else MISSING,
-            cell(runs.budget(name, "optimizer_steps"), 0) if name != BASE else MISSING]
+            cell(runs.budget(name, "optimizer_steps"), 0) if name != BASE else MISSING,
+            *extra]
 
 
 def _sentence(text: str) -> str:

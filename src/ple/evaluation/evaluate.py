@@ -329,9 +329,10 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
                   base_perplexity=plain["base_perplexity"], distinct_1=plain["distinct_1"],
                   distinct_2=plain["distinct_2"], adapter_tokenizer=tokenizer_check)
     extra_scores = {spec: checked_scores(r, queries, responses) for spec, r in extra.items()}
-    result["extra_rewards"] = {spec: dict(zip(("mean", "se"), (m, _se_or_none(e))))
-                               for spec, (m, e) in ((spec, mean_and_se(v))
-                                                    for spec, v in extra_scores.items())}
+    result["extra_rewards"] = {}
+    for spec, values in extra_scores.items():
+        mean, spread = mean_and_se(values)
+        result["extra_rewards"][spec] = {"mean": mean, "se": _se_or_none(spread)}
 
     out.mkdir(parents=True, exist_ok=True)
     rows = [{**s, "reference": ref,
