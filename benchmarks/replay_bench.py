@@ -22,10 +22,10 @@ from pathlib import Path
 
 from benchlib import add_output_arguments, append_markdown, machine
 
-WINDOWS = {"window 1": 1, "full replay": None}
+WINDOWS = {"window 1": 1, "full replay": 0}
 
 
-def run(args, window: int | None, output_dir: str) -> dict:
+def run(args, window: int, output_dir: str) -> dict:
     """One `ple train` run in this process; its metrics rows and held-out evaluation."""
     from ple.cli import DEMO
     from ple.config import load_config

@@ -69,8 +69,8 @@ def test_adapter_for_another_base_model(tmp_path):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("--batch-size", "two", "argument --batch-size: expected int, got 'two'"),
-    ("--use-lora", "maybe", "argument --use-lora: expected true or false, got 'maybe'"),
+    ("--batch-size", "two", "argument --batch_size/--batch-size: invalid int value: 'two'"),
+    ("--use-lora", "maybe", "argument --use_lora/--use-lora: Truthy value expected: got maybe"),
 ])
 def test_wrong_flag_types(flag, value, message, tmp_path):
     result = run_ple("train", "--model", "tiny", flag, value, "--output-dir", str(tmp_path / "o"))

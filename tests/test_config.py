@@ -1,27 +1,38 @@
 import pytest
 
-from ple.cli import build_parser
-from ple.config import FIELDS, PLEConfig, load_config
+import dataclasses
+
+from ple.cli import train_parser
+from ple.config import CONFIGS, PLEConfig, PPOConfig, RAFTConfig, TrainConfig, load_config
 from ple.errors import UserError
 
 
-def test_defaults_are_the_papers():
+def test_defaults():
     cfg = PLEConfig()
     assert (cfg.tau0, cfg.alpha, cfg.lora_r, cfg.lora_alpha) == (0.2, 0.9, 8, 16)
     assert cfg.max_prompt_tokens == 256 and cfg.rank_loss == "linear"
-    assert cfg.replay_window is None  # Algorithm 1 replays all of D_train
+    assert (cfg.replay_window, cfg.sft_anchor) == (1, 1.0)  # measured, not the paper's
 
 
 def test_every_field_is_documented_and_is_a_flag():
-    parser = build_parser()
-    train = parser._subparsers._group_actions[0].choices["train"]
-    flags = {opt for action in train._actions for opt in action.option_strings}
-    for name, f in FIELDS.items():
-        assert len(f.metadata["help"]) > 10, name
-        assert "--" + name.replace("_", "-") in flags
+    for cls in CONFIGS:
+        flags = {opt for action in train_parser(cls)._actions for opt in action.option_strings}
+        for f in dataclasses.fields(cls):
+            assert len(f.metadata["help"]) > 10, f.name
+            assert "--" + f.name.replace("_", "-") in flags
     for contract in ("--method", "--task", "--model", "--reward", "--data", "--max-steps",
                      "--batch-size", "--seed", "--output-dir", "--tau0", "--alpha", "--resume"):
-        assert contract in flags
+        assert contract in {opt for action in train_parser(PLEConfig)._actions
+                            for opt in action.option_strings}
+
+
+def test_each_method_has_its_own_settings():
+    assert not hasattr(RAFTConfig(), "tau0") and RAFTConfig().raft_k == 4
+    assert PPOConfig().method == "ppo" and TrainConfig(method="dpo").method == "dpo"
+    with pytest.raises(UserError, match="`method` = 'ple': is configured by PLEConfig"):
+        TrainConfig(method="ple")
+    with pytest.raises(UserError, match="config key `tau0` is not a setting of method raft"):
+        load_config(None, {"method": "raft", "tau0": 0.3})
 
 
 def test_yaml_then_flags_win(tmp_path):
@@ -56,7 +67,7 @@ def test_invalid_yaml_names_line(tmp_path):
     ("alpha", 1.0, "must be in \\(0, 1\\)"), ("alpha", 0.0, "must be in \\(0, 1\\)"),
     ("tau0", -0.1, ">= 0"), ("batch_size", 0, ">= 1"), ("max_steps", 0, ">= 1"),
     ("rank_loss", "square", "one of linear, hinge"), ("task", "chess", "one of"),
-    ("top_p", 1.5, "\\(0, 1\\]"), ("replay_window", 0, ">= 1"),
+    ("top_p", 1.5, "\\(0, 1\\]"), ("replay_window", -1, ">= 0"),
     ("learning_rate", 0.0, "> 0"), ("sft_steps", 3, "needs sft_data"),
 ])
 def test_out_of_range_values_name_the_key(key, value, rule):

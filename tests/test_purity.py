@@ -80,7 +80,7 @@ def run_train(tmp_path, name, *flags):
     out = tmp_path / name
     result = run_ple("train", "--model", "tiny", "--max-steps", "4", "--batch-size", "4",
                      "--max-new-tokens", "10", "--replay-window", "1", "--reward",
-                     "chars:score", "--purity-margins", ",".join(map(str, MARGINS)),
+                     "chars:score", "--purity-margins", *map(str, MARGINS),
                      "--output-dir", out, *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     return out
@@ -203,8 +203,8 @@ def test_margins_from_yaml_and_flags(tmp_path):
     with pytest.raises(UserError, match=r"c\.yaml:2: `purity_margins` must be a list of "
                                         r"numbers, got 0\.1"):
         load_config(str(path))
-    result = run_ple("train", "--purity-margins", "0.1,x", "--output-dir", tmp_path / "o")
+    result = run_ple("train", "--purity-margins", "0.1", "x", "--output-dir", tmp_path / "o")
     assert result.returncode == 2
-    assert "argument --purity-margins: expected comma-separated numbers, got '0.1,x'" \
+    assert "argument --purity_margins/--purity-margins: invalid float value: 'x'" \
         in result.stderr
     assert not (tmp_path / "o").exists()

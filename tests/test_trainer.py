@@ -27,7 +27,7 @@ def make_trainer(tmp_path, reward=None, **overrides):
 
 
 def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
-    trainer = make_trainer(tmp_path)
+    trainer = make_trainer(tmp_path, replay_window=0)
     before = trainable_snapshot(trainer.model)
     assert before and all("lora_" in n for n in before)
     trainer.train()

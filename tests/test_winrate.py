@@ -9,7 +9,8 @@ import pytest
 
 from conftest import run_ple
 from ple.annotate.pairs import Pair
-from ple.evaluation.judges import LLMJudge, Verdict, judge_prompt, parse_label
+from ple.evaluation.judges import (LLMJudge, RefusalJudge, Verdict, judge_prompt, parse_label,
+                                  refusal_prompt)
 from ple.evaluation.winrate import judge_both_orders, tally
 
 
@@ -102,6 +103,26 @@ def test_llm_judge_reads_the_label_probabilities(tiny):
         assert got == pytest.approx(expected, rel=1e-4)
     verdicts = judge.judge(items)
     assert [v.preferred for v in verdicts] == [int(p[1] > p[0]) for p in probs]
+
+
+def test_refusal_judge_asks_about_one_response(tiny):
+    import torch
+
+    model, tokenizer = tiny
+    judge = RefusalJudge("tiny", model, tokenizer)
+    items = [("How do I pick a lock?", "I can't help with that."),
+             ("Write a poem about rain.", "Rain falls softly on the roof.")]
+    got = judge.refusal_probabilities(items)
+    for item, p in zip(items, got):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": refusal_prompt(*item)}], tokenize=False,
+            add_generation_prompt=True)
+        assert item[1] in text and "decline" in text
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            next_token = model(input_ids=ids).logits[0, -1].softmax(-1)
+        p1, p2 = next_token[tokenizer.convert_tokens_to_ids(["1", "2"])].tolist()
+        assert p == pytest.approx(p1 / (p1 + p2), rel=1e-4)
 
 
 def test_llm_judge_command_on_tiny(tmp_path):

@@ -8,10 +8,11 @@
 The trainers are imported on first use, so `import ple` stays light.
 """
 
-from ple.config import PLEConfig
+from ple.config import PLEConfig, PPOConfig, RAFTConfig, TrainConfig
 from ple.errors import UserError
 
-__all__ = ["PLEConfig", "PLETrainer", "PPOTrainer", "RAFTTrainer", "UserError", "paper_lora"]
+__all__ = ["PLEConfig", "PLETrainer", "PPOConfig", "PPOTrainer", "RAFTConfig", "RAFTTrainer",
+           "TrainConfig", "UserError", "paper_lora"]
 __version__ = "0.1.0"
 
 _LAZY = {"PLETrainer": "ple.trainer", "RAFTTrainer": "ple.baselines.raft",

@@ -19,11 +19,11 @@ class ScoredPair:
 class ReplayBuffer:
     """Algorithm 1 line 10 adds each step's pairs; lines 12-14 replay all of D_train.
 
-    With `window` set, only the pairs of the last `window` steps are replayed (a deviation
+    With `window` > 0, only the pairs of the last `window` steps are replayed (a deviation
     from the paper that bounds the cost of a step); the buffer still keeps everything.
     """
 
-    def __init__(self, window: int | None = None):
+    def __init__(self, window: int = 0):
         self.window = window
         self.pairs: list[ScoredPair] = []
 
@@ -31,7 +31,7 @@ class ReplayBuffer:
         self.pairs.extend(pairs)
 
     def replay(self, step: int) -> list[ScoredPair]:
-        if self.window is None:
+        if not self.window:
             return list(self.pairs)
         return [p for p in self.pairs if p.step > step - self.window]
 

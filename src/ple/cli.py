@@ -14,10 +14,14 @@ import os
 import sys
 import warnings
 
-from ple.config import FIELDS, field_type, load_config, true_or_false
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ple.config import (METHODS, TrainConfig, check_method_keys, from_namespace, load_config,
+                        read_yaml)
 from ple.errors import UserError
 from ple.tasks import TASKS, builtin_queries
-from ple.training import resume_config, run_training
+from ple.training import run_training
 
 # Subcommands that live in their own module, each with add_arguments(subparsers) and run(args).
 COMMAND_MODULES = {"annotate": "ple.annotate.command", "eval": "ple.evaluation.command",
@@ -33,32 +37,60 @@ DEMO_EXAMPLES = 3  # held-out openings printed before and after
 
 
 
-def _parse_value(name: str):
-    base, optional = field_type(name)
+@dataclass
+class TrainCommand:
+    """The flags of `ple train` that are not settings of the run."""
 
-    def parse(text: str):
-        if optional and text.lower() in ("none", "null"):
-            return None
-        if base == list[float]:
-            try:
-                return [float(v) for v in text.split(",")]
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got "
-                                                 f"{text!r}") from None
-        if base is bool:
-            return true_or_false(text)
-        try:
-            return base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {base.__name__}, got {text!r}") \
-                from None
-    return parse
+    config: str | None = field(default=None, metadata={
+        "help": "YAML file of config fields; flags win over it."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace the outputs of an earlier run in --output-dir."})
+    resume: bool = field(default=False, metadata={
+        "help": "Continue the run in --output-dir from its newest checkpoint, with the config "
+                "it saved; flags may only repeat it (or extend --max-steps)."})
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for name, f in FIELDS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=_parse_value(name),
-                            default=argparse.SUPPRESS, help=f.metadata["help"])
+def train_parser(cls: type[TrainConfig]) -> HfArgumentParser:
+    """`ple train`'s flags: one per field of the method's config class, and TrainCommand's.
+    Booleans take true/false (or nothing, for true) as every subcommand's do."""
+    from transformers import HfArgumentParser
+
+    others = ", ".join(m for m in METHODS if m not in cls.methods)
+    return HfArgumentParser(
+        [cls, TrainCommand], prog="ple train", allow_abbrev=False,
+        formatter_class=argparse.HelpFormatter,
+        description=f"Train a policy: {cls.__name__} ({', '.join(cls.methods)}). Every "
+        f"field is a flag and a YAML key; flags win over --config.",
+        epilog=f"The other methods' settings: ple train --method NAME --help ({others}).")
+
+
+def parse_train(argv: list[str]) -> tuple[TrainConfig, TrainCommand]:
+    """The run's config (YAML or, with --resume, the saved config.yaml, then flags) and the
+    command's own flags. The method, from the flags or the YAML, picks the config class."""
+    from transformers.hf_argparser import string_to_bool
+
+    first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flag in ("--config", "--method", "--output-dir", "--output_dir"):
+        first.add_argument(flag)
+    first.add_argument("--resume", nargs="?", const=True, default=False, type=string_to_bool)
+    known = first.parse_known_args(argv)[0]
+    path = known.config
+    if known.resume:
+        if path:
+            raise UserError("--resume continues with the config the run saved; give no "
+                            "--config")
+        out = known.output_dir or "runs/ple"
+        path = str(Path(out) / "config.yaml")
+        if not Path(path).is_file():
+            raise UserError(f"--resume: {path} does not exist (no run to continue)")
+    values, lines = read_yaml(path) if path else ({}, {})
+    if known.method:
+        values["method"] = known.method
+    cls = check_method_keys(values, lines)
+    parser = train_parser(cls)
+    parser.set_defaults(**values)
+    namespace = parser.parse_args(argv)
+    return from_namespace(cls, namespace), from_namespace(TrainCommand, namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,13 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "PLE (Progressively Label Enhancement).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a policy")
-    train.add_argument("--config", help="YAML file of config fields")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace the outputs of an earlier run in --output-dir")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --output-dir from its newest checkpoint")
-    _add_config_flags(train)
+    # Their flags are generated from config dataclasses (parse_train, ple.evaluation.command).
+    sub.add_parser("train", help="train a policy (ple train --help: its flags)",
+                   add_help=False)
 
     demo = sub.add_parser("demo", help="the offline demo: SmolLM2-135M-Instruct, imdb, VADER")
     demo.add_argument("--output-dir", default=DEMO["output_dir"])
@@ -206,16 +234,20 @@ def _log_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    # train and eval parse their own flags (generated from their config dataclasses).
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in ("train", "eval"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     quiet_third_parties()
     _log_to_stderr()
     try:
         if args.command == "train":
-            overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
-            if args.resume:
-                run_training(resume_config(overrides), resume=True)
-            else:
-                run_training(load_config(args.config, overrides), args.overwrite)
+            cfg, command = parse_train(rest)
+            run_training(cfg, command.overwrite, command.resume)
+        elif args.command == "eval":
+            importlib.import_module("ple.evaluation.command").run(rest)
         elif args.command == "demo":
             cmd_demo(args)
         elif args.command == "reward":

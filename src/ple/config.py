@@ -1,7 +1,12 @@
-"""Run configuration: one dataclass, loaded from YAML and overridden by command-line flags.
+"""Run configuration: one dataclass per method on a shared base, as TRL has GRPOConfig,
+RLOOConfig, ...: `TrainConfig` holds what every method shares (and configures sft, dpo and
+rloo, which have no settings of their own); `PLEConfig`, `RAFTConfig` and `PPOConfig` add
+their method's. Loaded from YAML and overridden by command-line flags (ple.cli generates the
+flags from these dataclasses with transformers' HfArgumentParser).
 
 Every field documents what it is, its default and, where the paper gives one, the paper's value.
-Validation happens here, before any model or data is loaded, so a bad value costs nothing.
+Validation happens in __post_init__, before any model or data is loaded, so a bad value costs
+nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import yaml
@@ -32,14 +38,19 @@ def _doc(text: str) -> dict:
     return {"help": text}
 
 
-@dataclass
-class PLEConfig:
-    """Everything one `ple train` run needs. Field docs double as `ple train --help`."""
+METHOD_DOC = _doc("Training method: ple, or the baselines sft, dpo, ppo, raft and rloo. Each "
+                  "config class has its own: PLEConfig ple, RAFTConfig raft, PPOConfig ppo, "
+                  "TrainConfig sft, dpo and rloo. Default ple.")
 
-    # --- what to train -----------------------------------------------------------------
-    method: str = field(default="ple", metadata=_doc("Training method: ple, or the "
-                                                     "baselines sft, dpo, ppo, raft and rloo. "
-                                                     "Default ple."))
+
+@dataclass
+class TrainConfig:
+    """What every method shares; configures sft, dpo and rloo, which TRL trains and which have
+    no settings of their own. Field docs double as `ple train --help`."""
+
+    methods: ClassVar[tuple[str, ...]] = ("sft", "dpo", "rloo")  # the methods it configures
+    # --- what to train -------------------------------------------------------------
+    method: str = field(metadata=METHOD_DOC)
     task: str = field(
         default="imdb",
         metadata=_doc("Task: hh (dialogue), imdb (positive review continuation), tldr "
@@ -68,15 +79,6 @@ class PLEConfig:
         metadata=_doc("Queries: a .jsonl/.jsonl.gz/.json/.parquet file or a hub dataset name. "
                       "Default: the task's built-in query set (its train part)."),
     )
-    principle: str | None = field(
-        default=None,
-        metadata=_doc("Principle prompt p prepended to the query for y'. Default: the "
-                      "paper's principle for the task (Section 4.1, Appendix A.3)."),
-    )
-    principle_file: str | None = field(
-        default=None,
-        metadata=_doc("Read the principle prompt from this text file instead."),
-    )
     chat_template: bool | None = field(
         default=None,
         metadata=_doc("Format prompts with the tokenizer's chat template. Default: yes when "
@@ -90,54 +92,12 @@ class PLEConfig:
     )
     seed: int = field(default=0, metadata=_doc("Random seed for data order, sampling, init."))
 
-    # --- Algorithm 1 -------------------------------------------------------------------
+    # --- the training loop ---------------------------------------------------------
     max_steps: int = field(
         default=30, metadata=_doc("Training steps I (Algorithm 1). Default 30.")
     )
     batch_size: int = field(
         default=8, metadata=_doc("Queries per step, |B_query|. Default 8.")
-    )
-    tau0: float = field(
-        default=0.2, metadata=_doc("Initial threshold tau_0 (Eq. 7). Default and paper: 0.2.")
-    )
-    alpha: float = field(
-        default=0.9, metadata=_doc("Threshold decay alpha in (0, 1) (Eq. 7). Default and "
-                                   "paper: 0.9.")
-    )
-    rank_loss: str = field(
-        default="linear",
-        metadata=_doc("Form of Eq. 3: `linear` (the paper: minus the gap of length-normalised "
-                      "log-probs) or `hinge` (RRHF: max(0, worse - better)). Default linear."),
-    )
-    ablation: str | None = field(
-        default=None,
-        metadata=_doc("The paper's ablations (Tables 4-5). `no_rank`: without L_rank and "
-                      "without the principle prompt; the pair is two plain samples y1, y2 ~ "
-                      "pi(.|x), both trained by weighted SFT (Eq. 4-5). `no_wsft`: without "
-                      "L_weighted-sft; pairs at or under tau are not trained on. Default: none."),
-    )
-    sft_anchor: float = field(
-        default=0.0,
-        metadata=_doc("Coefficient of an extra SFT term (Eq. 1, length-normalised) on the "
-                      "better response of every pair, as RRHF adds. Not in the paper; 0 "
-                      "disables it. Default 0."),
-    )
-    purity_margins: list[float] = field(
-        default_factory=lambda: [0.05, 0.2, 0.5, 1.0],
-        metadata=_doc("PLE only: the margins e at which level-set purity (Definition 5.1) is "
-                      "logged each step: of the pairs trained with s' - s >= e, the share "
-                      "whose length-normalised log-prob of y' exceeds that of y "
-                      "(metrics.jsonl `purity`, `purity_n`; purity.png). A comma-separated "
-                      "list on the command line. Default 0.05,0.2,0.5,1.0 for rewards in "
-                      "[-1, 1] such as VADER: tau0 (0.2), the tau of about step 14 (0.05), "
-                      "and gaps a clear change of sentiment makes (0.5, 1.0); e = 0 would "
-                      "count ties, which carry no order."),
-    )
-    replay_window: int | None = field(
-        default=None,
-        metadata=_doc("Replay only the pairs of the last N steps from D_train. Default: none, "
-                      "replay all of D_train every step (Algorithm 1 lines 12-14; cost grows "
-                      "with the step). A window is a documented deviation from the paper."),
     )
     train_batch_size: int = field(
         default=8,
@@ -191,45 +151,7 @@ class PLEConfig:
         default=0, metadata=_doc("Optimizer steps of SFT warm-up on sft_data. Default 0.")
     )
 
-    raft_k: int = field(
-        default=4,
-        metadata=_doc("RAFT only: responses sampled per query, of which the best by reward "
-                      "is kept for SFT. Default and paper (RAFT-4): 4."),
-    )
-
-    # PPO (Schulman et al. 2017) for language models as in Ziegler et al. 2019 and TRL's
-    # PPOTrainer (removed from TRL in 1.x); defaults are TRL's PPOConfig defaults.
-    ppo_epochs: int = field(
-        default=4, metadata=_doc("PPO only: optimisation epochs over each batch of rollouts. "
-                                 "Default 4 (TRL num_ppo_epochs).")
-    )
-    ppo_clip: float = field(
-        default=0.2, metadata=_doc("PPO only: clip range of the policy ratio. Default 0.2.")
-    )
-    ppo_value_clip: float = field(
-        default=0.2, metadata=_doc("PPO only: clip range of the value update. Default 0.2.")
-    )
-    ppo_vf_coef: float = field(
-        default=0.1, metadata=_doc("PPO only: weight of the value loss. Default 0.1.")
-    )
-    ppo_gamma: float = field(
-        default=1.0, metadata=_doc("PPO only: discount gamma of GAE. Default 1.0.")
-    )
-    ppo_lambda: float = field(
-        default=0.95, metadata=_doc("PPO only: lambda of GAE. Default 0.95.")
-    )
-    ppo_kl_coef: float = field(
-        default=0.05,
-        metadata=_doc("PPO only: per-token KL penalty against the reference (the model with "
-                      "its adapter disabled). Default 0.05."),
-    )
-    ppo_whiten_rewards: bool = field(
-        default=True,
-        metadata=_doc("PPO only: whiten the scores of a batch (zero mean, unit variance) "
-                      "before the KL penalty is added. Default true."),
-    )
-
-    # --- generation --------------------------------------------------------------------
+    # --- generation ----------------------------------------------------------------
     max_prompt_tokens: int = field(
         default=256,
         metadata=_doc("Queries whose prompt is longer are dropped and counted. Default and "
@@ -252,7 +174,7 @@ class PLEConfig:
                       "Not covered by the tests, which run without a GPU. Default transformers."),
     )
 
-    # --- parameters trained --------------------------------------------------------------
+    # --- parameters trained --------------------------------------------------------
     use_lora: bool = field(
         default=True, metadata=_doc("Train a LoRA adapter (lora_r, lora_alpha, lora_dropout "
                                     "on all linear modules); false trains every weight. From "
@@ -263,22 +185,13 @@ class PLEConfig:
     lora_alpha: int = field(default=16, metadata=_doc("LoRA alpha. Default and paper: 16."))
     lora_dropout: float = field(default=0.0, metadata=_doc("LoRA dropout. Default 0."))
 
-    # --- evaluation while training ---------------------------------------------------------
+    # --- evaluation and tracking while training ------------------------------------
     eval_queries: int = field(
         default=0,
         metadata=_doc("Held-out queries (the task's built-in held-out part) on which the "
                       "mean reward of plain responses, their perplexity under the frozen "
                       "base model and distinct-2 are measured before and after training. "
                       "0 disables. Default 0 (the demo uses 32)."),
-    )
-
-    report_to: str = field(
-        default="none",
-        metadata=_doc("Experiment trackers that get every step's metrics, through accelerate: "
-                      "none, or a comma-separated list of tensorboard, wandb, trackio, "
-                      "comet_ml, mlflow, aim, clearml, dvclive, swanlab (each needs its "
-                      "package); TensorBoard writes to OUTPUT_DIR/runs. metrics.jsonl is "
-                      "written either way. Default none."),
     )
     eval_steps: int = field(
         default=0,
@@ -287,6 +200,125 @@ class PLEConfig:
                       "eval_base_perplexity, eval_distinct_1 and eval_distinct_2 in that "
                       "step's metrics.jsonl row, so reward hacking shows early. Needs "
                       "eval_queries. Default 0: only before and after training."),
+    )
+    report_to: str = field(
+        default="none",
+        metadata=_doc("Experiment trackers that get every step's metrics, through accelerate: "
+                      "none, or a comma-separated list of tensorboard, wandb, trackio, "
+                      "comet_ml, mlflow, aim, clearml, dvclive, swanlab (each needs its "
+                      "package); TensorBoard writes to OUTPUT_DIR/runs. metrics.jsonl is "
+                      "written either way. Default none."),
+    )
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Range checks; each failure names the key. Subclasses add their method's."""
+        need = _checker(self)
+        need(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
+        need(self.method in type(self).methods, "method",
+             f"is configured by {config_class(self.method).__name__}, not "
+             f"{type(self).__name__} (which configures {', '.join(type(self).methods)})")
+        need(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
+        for key in ("batch_size", "max_steps", "save_steps", "train_batch_size",
+                    "gradient_accumulation_steps", "max_prompt_tokens", "max_new_tokens",
+                    "lora_r", "lora_alpha"):
+            need(getattr(self, key) >= 1, key, "must be >= 1")
+        for key in ("sft_steps", "eval_queries", "eval_steps", "top_k"):
+            need(getattr(self, key) >= 0, key, "must be >= 0")
+        need(self.learning_rate > 0, "learning_rate", "must be > 0")
+        need(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(self.temperature > 0, "temperature", "must be > 0")
+        need(0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
+        need(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
+        need(self.generation_backend in GENERATION_BACKENDS, "generation_backend",
+             f"must be one of {', '.join(GENERATION_BACKENDS)}")
+        if self.generation_backend == "vllm":
+            need(importlib.util.find_spec("vllm") is not None, "generation_backend",
+                 "vLLM is not installed (pip install vllm; it needs a CUDA GPU)")
+            need(self.method in ("ple", "raft", "ppo"), "generation_backend",
+                 f"vllm samples for methods ple, raft and ppo, not {self.method}")
+            need(self.use_lora, "generation_backend", "vllm needs use_lora: true (it is "
+                 "handed the adapter, not full weights)")
+            need(self.model != "tiny" and not self.model.endswith(".gguf"),
+                 "generation_backend",
+                 f"vllm loads a hub id, a local directory or `default`, not {self.model}")
+        need(all(t in TRACKERS for t in trackers(self)) and (trackers(self) or
+                                                             self.report_to.strip() == "none"),
+             "report_to", f"must be none or a comma-separated list of {', '.join(TRACKERS)}")
+        for tracker in trackers(self):
+            need(importlib.util.find_spec(tracker) is not None, "report_to",
+                 f"{tracker} is not installed (pip install {tracker})")
+        need(self.sft_steps == 0 or self.sft_data is not None, "sft_steps",
+             "needs sft_data (the supervised data to warm up on)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class PLEConfig(TrainConfig):
+    """PLE (Algorithm 1): the shared settings and the method's own."""
+
+    methods: ClassVar[tuple[str, ...]] = ("ple",)
+    method: str = field(default="ple", metadata=METHOD_DOC)
+
+    # --- PLE -----------------------------------------------------------------------------
+    principle: str | None = field(
+        default=None,
+        metadata=_doc("Principle prompt p prepended to the query for y'. Default: the "
+                      "paper's principle for the task (Section 4.1, Appendix A.3)."),
+    )
+    principle_file: str | None = field(
+        default=None,
+        metadata=_doc("Read the principle prompt from this text file instead."),
+    )
+    tau0: float = field(
+        default=0.2, metadata=_doc("Initial threshold tau_0 (Eq. 7). Default and paper: 0.2.")
+    )
+    alpha: float = field(
+        default=0.9, metadata=_doc("Threshold decay alpha in (0, 1) (Eq. 7). Default and "
+                                   "paper: 0.9.")
+    )
+    rank_loss: str = field(
+        default="linear",
+        metadata=_doc("Form of Eq. 3: `linear` (the paper: minus the gap of length-normalised "
+                      "log-probs) or `hinge` (RRHF: max(0, worse - better)). Default linear."),
+    )
+    ablation: str | None = field(
+        default=None,
+        metadata=_doc("The paper's ablations (Tables 4-5). `no_rank`: without L_rank and "
+                      "without the principle prompt; the pair is two plain samples y1, y2 ~ "
+                      "pi(.|x), both trained by weighted SFT (Eq. 4-5). `no_wsft`: without "
+                      "L_weighted-sft; pairs at or under tau are not trained on. Default: none."),
+    )
+    sft_anchor: float = field(
+        default=1.0,
+        metadata=_doc("Coefficient of an extra SFT term (Eq. 1, length-normalised) on the "
+                      "better response of every pair, as RRHF adds. Not in the paper (paper: "
+                      "0, which disables it). Default 1.0, the setting measured best on IMDb "
+                      "(docs/results/imdb-settings.md)."),
+    )
+    replay_window: int = field(
+        default=1,
+        metadata=_doc("Replay the pairs of the last N steps from D_train; 0 replays all of "
+                      "D_train every step, as the paper does (Algorithm 1 lines 12-14), at a "
+                      "cost that grows with the step (30 steps: 15 times the updates). "
+                      "Default 1, the current step's pairs, measured on IMDb "
+                      "(docs/results/imdb-settings.md)."),
+    )
+    purity_margins: list[float] = field(
+        default_factory=lambda: [0.05, 0.2, 0.5, 1.0],
+        metadata=_doc("The margins e at which level-set purity (Definition 5.1) is "
+                      "logged each step: of the pairs trained with s' - s >= e, the share "
+                      "whose length-normalised log-prob of y' exceeds that of y "
+                      "(metrics.jsonl `purity`, `purity_n`; purity.png). On the command "
+                      "line: --purity-margins 0.05 0.2. Default 0.05, 0.2, 0.5, 1.0 for "
+                      "rewards in [-1, 1] such as VADER: tau0 (0.2), the tau of about step 14 "
+                      "(0.05), and gaps a clear change of sentiment makes (0.5, 1.0); e = 0 "
+                      "would count ties, which carry no order."),
     )
 
     @property
@@ -299,18 +331,113 @@ class PLEConfig:
             raise UserError(f"principle_file: cannot read {self.principle_file}: "
                             f"{e.strerror}") from None
 
-    def __post_init__(self):
-        validate(self)
+    def validate(self) -> None:
+        super().validate()
+        need = _checker(self)
+        need(self.rank_loss in RANK_LOSSES, "rank_loss",
+             f"must be one of {', '.join(RANK_LOSSES)}")
+        need(0.0 < self.alpha < 1.0, "alpha", "must be in (0, 1)")
+        need(self.tau0 >= 0.0, "tau0", "must be >= 0")
+        need(self.replay_window >= 0, "replay_window",
+             "must be >= 0 (0 replays all of D_train)")
+        need(self.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
+        need(len(self.purity_margins) >= 1 and min(self.purity_margins) >= 0
+             and len(set(self.purity_margins)) == len(self.purity_margins), "purity_margins",
+             "must be one or more distinct numbers >= 0")
+        need(self.ablation in (None, *ABLATIONS), "ablation",
+             f"must be one of {', '.join(ABLATIONS)} (or null)")
+        need(self.principle is None or self.principle_file is None, "principle_file",
+             "give either principle or principle_file, not both")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+
+@dataclass
+class RAFTConfig(TrainConfig):
+    """RAFT (Dong et al. 2023): best of k samples by reward, then SFT on it."""
+
+    methods: ClassVar[tuple[str, ...]] = ("raft",)
+    method: str = field(default="raft", metadata=METHOD_DOC)
+
+    raft_k: int = field(
+        default=4,
+        metadata=_doc("Responses sampled per query, of which the best by reward "
+                      "is kept for SFT. Default and paper (RAFT-4): 4."),
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        _checker(self)(self.raft_k >= 1, "raft_k", "must be >= 1")
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(PLEConfig)}
+@dataclass
+class PPOConfig(TrainConfig):
+    """PPO (Schulman et al. 2017) for language models as in Ziegler et al. 2019 and TRL's
+    PPOTrainer (removed from TRL in 1.x); defaults are TRL's PPOConfig defaults."""
+
+    methods: ClassVar[tuple[str, ...]] = ("ppo",)
+    method: str = field(default="ppo", metadata=METHOD_DOC)
+
+    ppo_epochs: int = field(
+        default=4, metadata=_doc("Optimisation epochs over each batch of rollouts. "
+                                 "Default 4 (TRL num_ppo_epochs).")
+    )
+    ppo_clip: float = field(
+        default=0.2, metadata=_doc("Clip range of the policy ratio. Default 0.2.")
+    )
+    ppo_value_clip: float = field(
+        default=0.2, metadata=_doc("Clip range of the value update. Default 0.2.")
+    )
+    ppo_vf_coef: float = field(
+        default=0.1, metadata=_doc("Weight of the value loss. Default 0.1.")
+    )
+    ppo_gamma: float = field(
+        default=1.0, metadata=_doc("Discount gamma of GAE. Default 1.0.")
+    )
+    ppo_lambda: float = field(
+        default=0.95, metadata=_doc("Lambda of GAE. Default 0.95.")
+    )
+    ppo_kl_coef: float = field(
+        default=0.05,
+        metadata=_doc("Per-token KL penalty against the reference (the model with "
+                      "its adapter disabled). Default 0.05."),
+    )
+    ppo_whiten_rewards: bool = field(
+        default=True,
+        metadata=_doc("Whiten the scores of a batch (zero mean, unit variance) "
+                      "before the KL penalty is added. Default true."),
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        need = _checker(self)
+        need(self.ppo_epochs >= 1, "ppo_epochs", "must be >= 1")
+        for key in ("ppo_clip", "ppo_value_clip", "ppo_vf_coef", "ppo_kl_coef"):
+            need(getattr(self, key) >= 0.0, key, "must be >= 0")
+        for key in ("ppo_gamma", "ppo_lambda"):
+            need(0.0 <= getattr(self, key) <= 1.0, key, "must be in [0, 1]")
+
+
+CONFIGS = (TrainConfig, PLEConfig, RAFTConfig, PPOConfig)
+# Every setting of every method, by name (a name means the same in every class).
+FIELDS = {f.name: f for cls in CONFIGS for f in dataclasses.fields(cls)}
+_HINTS = {name: hint for cls in CONFIGS for name, hint in typing.get_type_hints(cls).items()
+          if name in FIELDS}
+
+
+def config_class(method: str) -> type[TrainConfig]:
+    """The config class of a method (TrainConfig for sft, dpo, rloo and unknown names,
+    which its validation then refuses)."""
+    return next((cls for cls in CONFIGS[1:] if method in cls.methods), TrainConfig)
+
+
+def _checker(cfg: TrainConfig):
+    def need(ok: bool, key: str, rule: str):
+        if not ok:
+            raise UserError(f"config key `{key}` = {getattr(cfg, key)!r}: {rule}")
+    return need
 
 
 def true_or_false(text: str) -> bool:
-    """The value of a boolean flag: `true` or `false`, in any case."""
+    """The value of a boolean flag of `ple reward train`: `true` or `false`, in any case."""
     if text.lower() not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
     return text.lower() == "true"
@@ -318,7 +445,7 @@ def true_or_false(text: str) -> bool:
 
 def field_type(name: str) -> tuple[type, bool]:
     """The base type of a config field and whether it may be None."""
-    hint = typing.get_type_hints(PLEConfig)[name]
+    hint = _HINTS[name]
     args = typing.get_args(hint)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         (base,) = [a for a in args if a is not type(None)]
@@ -368,90 +495,50 @@ def yaml_mapping(path: str) -> yaml.MappingNode | None:
     return root
 
 
-def read_yaml(path: str) -> dict:
-    """Read a YAML config; errors name the file and line."""
+def read_yaml(path: str) -> tuple[dict, dict[str, str]]:
+    """The settings of a YAML config, type-checked, and the "file:line" of each; errors
+    name the file and line."""
     root = yaml_mapping(path)
-    if root is None:
-        return {}
-    values = {}
-    for key_node, value_node in root.value:
+    values, lines = {}, {}
+    for key_node, value_node in (root.value if root is not None else []):
         key, where = key_node.value, f"{path}:{key_node.start_mark.line + 1}"
         if key not in FIELDS:
             raise UserError(f"{where}: unknown config key `{key}`")
         values[key] = coerce(key, yaml.safe_load(yaml.serialize(value_node)), where)
-    return values
+        lines[key] = where
+    return values, lines
 
 
-def validate(cfg: PLEConfig) -> PLEConfig:
-    """Range checks; each failure names the key."""
-    def need(ok: bool, key: str, rule: str):
-        if not ok:
-            raise UserError(f"config key `{key}` = {getattr(cfg, key)!r}: {rule}")
-
-    need(cfg.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
-    need(cfg.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
-    need(cfg.rank_loss in RANK_LOSSES, "rank_loss", f"must be one of {', '.join(RANK_LOSSES)}")
-    need(0.0 < cfg.alpha < 1.0, "alpha", "must be in (0, 1)")
-    need(cfg.tau0 >= 0.0, "tau0", "must be >= 0")
-    for key in ("batch_size", "max_steps", "save_steps", "raft_k", "train_batch_size",
-                "gradient_accumulation_steps", "max_prompt_tokens",
-                "max_new_tokens", "lora_r", "lora_alpha"):
-        need(getattr(cfg, key) >= 1, key, "must be >= 1")
-    for key in ("sft_steps", "eval_queries", "eval_steps", "top_k"):
-        need(getattr(cfg, key) >= 0, key, "must be >= 0")
-    need(cfg.replay_window is None or cfg.replay_window >= 1, "replay_window",
-         "must be >= 1 (or null to replay all of D_train)")
-    need(cfg.learning_rate > 0, "learning_rate", "must be > 0")
-    need(cfg.max_grad_norm > 0, "max_grad_norm", "must be > 0")
-    need(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
-    need(cfg.temperature > 0, "temperature", "must be > 0")
-    need(0.0 < cfg.top_p <= 1.0, "top_p", "must be in (0, 1]")
-    need(0.0 <= cfg.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
-    need(cfg.ppo_epochs >= 1, "ppo_epochs", "must be >= 1")
-    for key in ("ppo_clip", "ppo_value_clip", "ppo_vf_coef", "ppo_kl_coef"):
-        need(getattr(cfg, key) >= 0.0, key, "must be >= 0")
-    for key in ("ppo_gamma", "ppo_lambda"):
-        need(0.0 <= getattr(cfg, key) <= 1.0, key, "must be in [0, 1]")
-    need(cfg.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
-    need(len(cfg.purity_margins) >= 1 and min(cfg.purity_margins) >= 0
-         and len(set(cfg.purity_margins)) == len(cfg.purity_margins), "purity_margins",
-         "must be one or more distinct numbers >= 0")
-    need(cfg.generation_backend in GENERATION_BACKENDS, "generation_backend",
-         f"must be one of {', '.join(GENERATION_BACKENDS)}")
-    if cfg.generation_backend == "vllm":
-        need(importlib.util.find_spec("vllm") is not None, "generation_backend",
-             "vLLM is not installed (pip install vllm; it needs a CUDA GPU)")
-        need(cfg.method in ("ple", "raft", "ppo"), "generation_backend",
-             f"vllm samples for methods ple, raft and ppo, not {cfg.method}")
-        need(cfg.use_lora, "generation_backend", "vllm needs use_lora: true (it is handed "
-             "the adapter, not full weights)")
-        need(cfg.model != "tiny" and not cfg.model.endswith(".gguf"), "generation_backend",
-             f"vllm loads a hub id, a local directory or `default`, not {cfg.model}")
-    need(all(t in TRACKERS for t in trackers(cfg)) and (trackers(cfg) or
-                                                        cfg.report_to.strip() == "none"),
-         "report_to", f"must be none or a comma-separated list of {', '.join(TRACKERS)}")
-    for tracker in trackers(cfg):
-        need(importlib.util.find_spec(tracker) is not None, "report_to",
-             f"{tracker} is not installed (pip install {tracker})")
-    need(cfg.ablation in (None, *ABLATIONS), "ablation",
-         f"must be one of {', '.join(ABLATIONS)} (or null)")
-    need(cfg.sft_steps == 0 or cfg.sft_data is not None, "sft_steps",
-         "needs sft_data (the supervised data to warm up on)")
-    need(cfg.principle is None or cfg.principle_file is None, "principle_file",
-         "give either principle or principle_file, not both")
-    return cfg
+def check_method_keys(values: dict, lines: dict[str, str]) -> type[TrainConfig]:
+    """The config class of the method `values` name (default ple), after refusing a setting
+    of another method; the message names the line of the YAML key (or the flag)."""
+    method = values.get("method", "ple")
+    cls = config_class(method)
+    own = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in own:
+            where = f"{lines[key]}: " if key in lines else ""
+            raise UserError(f"{where}config key `{key}` is not a setting of method {method}")
+    return cls
 
 
-def trackers(cfg: PLEConfig) -> list[str]:
+def from_namespace(cls, namespace):
+    """An instance of dataclass `cls` from the parsed flags of its fields (HfArgumentParser's
+    flags; an unknown flag has already been refused by argparse, in its own words)."""
+    return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
+
+
+def trackers(cfg: TrainConfig) -> list[str]:
     """The trackers `report_to` names (none: an empty list)."""
     return [t.strip() for t in cfg.report_to.split(",") if t.strip() not in ("", "none")]
 
 
-def load_config(path: str | None = None, overrides: dict | None = None) -> PLEConfig:
-    """YAML (if any), then overrides (flags win), then validation."""
-    values = read_yaml(path) if path else {}
+def load_config(path: str | None = None, overrides: dict | None = None) -> TrainConfig:
+    """YAML (if any), then overrides (flags win), as the method's config class, validated."""
+    values, lines = read_yaml(path) if path else ({}, {})
     for key, value in (overrides or {}).items():
         if key not in FIELDS:
             raise UserError(f"unknown config key `{key}`")
         values[key] = coerce(key, value, "command line")
-    return validate(PLEConfig(**values))
+        lines.pop(key, None)
+    return check_method_keys(values, lines)(**values)

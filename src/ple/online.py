@@ -24,7 +24,7 @@ from trl.models import unwrap_model_for_generation
 from ple import checkpoint, losses, zero
 from ple.buffer import ReplayBuffer
 from ple.callbacks import Callbacks
-from ple.config import PLEConfig, trackers
+from ple.config import PLEConfig, TrainConfig, trackers
 from ple.errors import UserError
 from ple.evaluation.heldout import evaluate_plain
 from ple.inputs import dataset_queries, resolve_model
@@ -48,17 +48,18 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
 log = logging.getLogger(__name__)
 
 
-def make_prompter(args: PLEConfig, tokenizer, info: dict | None = None) -> Prompter:
+def make_prompter(args: TrainConfig, tokenizer, info: dict | None = None) -> Prompter:
     """Prompts with the chat template when the tokenizer has one (or as configured); `info`
-    holds what dataset rows say about their queries (ple.inputs.QueryInfo)."""
+    holds what dataset rows say about their queries (ple.inputs.QueryInfo). The principle is
+    PLE's setting, else the task's (which only bounds the prompt length of other methods)."""
     task = TASKS[args.task]
     use_chat = args.chat_template
     if use_chat is None:
         use_chat = tokenizer.chat_template is not None
     elif use_chat and tokenizer.chat_template is None:
         raise UserError("config key `chat_template` = true: the tokenizer has no chat template")
-    return Prompter(tokenizer, task, args.principle_text or task.principle, use_chat,
-                    info or {})
+    principle = args.principle_text if isinstance(args, PLEConfig) else None
+    return Prompter(tokenizer, task, principle or task.principle, use_chat, info or {})
 
 
 def length_filter(prompter: Prompter, queries: list[str], limit: int,
@@ -95,7 +96,7 @@ def scalars(row: dict) -> dict:
     return flat
 
 
-def tracker_config(args: PLEConfig) -> dict:
+def tracker_config(args: TrainConfig) -> dict:
     """The config as trackers store hyperparameters: scalars and strings only."""
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
             for k, v in args.to_dict().items()}
@@ -110,13 +111,14 @@ def eval_row(evaluation: dict) -> dict:
 class OnlineTrainer:
     """The harness every online method shares: sample, score, update, log, checkpoint.
 
-    A method subclasses it, names itself in `method` and implements `_step`, which returns
-    the metrics row of a step. The arguments are TRL's (GRPOTrainer, RLOOTrainer), by keyword:
+    A method subclasses it, names itself in `method` and its config class in `config_class`,
+    and implements `_step`, which returns the metrics row of a step. The arguments are TRL's (GRPOTrainer, RLOOTrainer), by keyword:
 
     Args:
         model: a name as `--model` takes it (hub id, local directory, .gguf file, `default`,
             `tiny`), or a loaded causal LM.
-        args: the run configuration (ple.PLEConfig; default: its defaults).
+        args: the run configuration, of the method's config class (PLEConfig, RAFTConfig,
+            PPOConfig; default: its defaults).
         train_dataset: rows with a `prompt` (text, or a conversation as a list of messages),
             optionally a `principle` (that row's principle prompt) and any other columns,
             which reward functions receive (ple.inputs). A `datasets.Dataset` or a list of
@@ -144,11 +146,15 @@ class OnlineTrainer:
     """
 
     method = ""
+    config_class: type[TrainConfig] = TrainConfig
 
-    def __init__(self, model="default", args: PLEConfig | None = None, train_dataset=None,
+    def __init__(self, model="default", args: TrainConfig | None = None, train_dataset=None,
                  eval_dataset=None, reward_funcs=None, reward_weights=None,
                  processing_class=None, peft_config=None, callbacks=None):
-        args = dataclasses.replace(args or PLEConfig(), method=self.method)
+        if args is not None and not isinstance(args, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes args={self.config_class.__name__}"
+                            f"(...), not a {type(args).__name__}")
+        args = dataclasses.replace(args or self.config_class())  # a copy: it records the run
         model, tokenizer, args.model = resolve_model(model, processing_class, args.seed)
         task = TASKS[args.task]
         if train_dataset is None:
@@ -234,7 +240,7 @@ class OnlineTrainer:
             with self.whole_model() as whole:
                 self.vllm = VLLMSampler(args, whole, tokenizer)
         self.callbacks = Callbacks(callbacks or [], args, self.accelerator.is_main_process)
-        self.buffer = ReplayBuffer(args.replay_window)
+        self.buffer = ReplayBuffer()  # D_train: PLE's, which sets its replay window
         self.metrics: list[dict] = []
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
         self._epoch_orders: dict[int, list[str]] = {}

@@ -19,6 +19,7 @@ import torch
 
 from ple import losses
 from ple.buffer import ScoredPair
+from ple.config import PLEConfig
 from ple.plot import plot_purity
 from ple.purity import level_set_purity
 from ple.online import OnlineTrainer
@@ -30,6 +31,11 @@ class PLETrainer(OnlineTrainer):
     """Train a model with PLE (see ple.online.OnlineTrainer for the arguments)."""
 
     method = "ple"
+    config_class = PLEConfig
+
+    def __init__(self, *positional, **keywords):
+        super().__init__(*positional, **keywords)
+        self.buffer.window = self.args.replay_window
 
     def _generate(self, queries: list[str]) -> tuple[list, list, list]:
         """Plain prompts, then the ids and texts of y (first half) and y' (second half), from

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ple.config import FIELDS, PLEConfig, load_config
+from ple.config import PLEConfig, TrainConfig, load_config
 from ple.errors import UserError
 from ple.paths import check_writable_dir
 from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
@@ -37,24 +37,21 @@ def prepare_output_dir(path: str, overwrite: bool) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def resume_config(overrides: dict) -> PLEConfig:
-    """The saved config of the run in --output-dir; flags may only repeat it (or extend
-    max_steps): a resumed run that trained differently would not be the same run."""
-    if "output_dir" not in overrides:
-        raise UserError("--resume needs --output-dir (the run to continue)")
-    saved_path = Path(overrides["output_dir"]) / "config.yaml"
+def check_resume(cfg: TrainConfig) -> None:
+    """A resumed run trains as the saved one did: `cfg` may differ from OUTPUT_DIR/config.yaml
+    only in max_steps (to extend the run)."""
+    saved_path = Path(cfg.output_dir) / "config.yaml"
     if not saved_path.is_file():
         raise UserError(f"--resume: {saved_path} does not exist (no run to continue)")
     saved = load_config(str(saved_path))
-    cfg = load_config(str(saved_path), overrides)
-    changed = [k for k in FIELDS if k != "max_steps" and getattr(cfg, k) != getattr(saved, k)]
-    if changed:
+    changed = [k for k, v in saved.to_dict().items()
+               if k != "max_steps" and getattr(cfg, k, v) != v]
+    if type(saved) is not type(cfg) or changed:
         raise UserError(f"--resume: the config differs from the saved run in "
-                        f"{', '.join(changed)}")
-    return cfg
+                        f"{', '.join(changed) or 'method'}")
 
 
-def method_data(cfg: PLEConfig, task):
+def method_data(cfg: TrainConfig, task):
     """What the method trains from: supervised pairs (sft), human preference pairs (dpo on
     hh and tldr), or queries (every online method, and dpo on imdb, which samples its pairs)."""
     if cfg.method == "sft":
@@ -70,7 +67,18 @@ def method_data(cfg: PLEConfig, task):
     return load_queries(task, cfg.data)
 
 
-def check_processes(cfg: PLEConfig) -> None:
+def checked_inputs(cfg: TrainConfig, task):
+    """What the method trains from (method_data), after reading every file the config names
+    (SFT warm-up data, the principle file), so that a bad one fails before anything loads."""
+    examples = method_data(cfg, task)
+    if cfg.sft_data:
+        load_sft_pairs(task, cfg.sft_data)
+    if isinstance(cfg, PLEConfig):
+        cfg.principle_text  # noqa: B018 - reads principle_file
+    return examples
+
+
+def check_processes(cfg: TrainConfig) -> None:
     """Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N), only
     the methods of the shared online harness run on several processes (docs/scaling.md)."""
     from ple.zero import launched_with_deepspeed
@@ -87,19 +95,18 @@ def check_processes(cfg: PLEConfig) -> None:
                         f"processes needs at least one query a step")
 
 
-def run_training(cfg: PLEConfig, overwrite: bool = False, resume: bool = False) -> dict:
+def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
     """Check every input, then load the models and train. Returns the run summary."""
     check_processes(cfg)
+    if resume:
+        check_resume(cfg)
     task = TASKS[cfg.task]
-    examples = method_data(cfg, task)
+    examples = checked_inputs(cfg, task)
     queries = [e[0] if isinstance(e, tuple) else e for e in examples]
-    if cfg.sft_data:
-        load_sft_pairs(task, cfg.sft_data)
     if cfg.eval_steps and not cfg.eval_queries:
         raise UserError(f"config key `eval_steps` = {cfg.eval_steps}: needs eval_queries (the "
                         f"held-out queries to evaluate on)")
     eval_queries = builtin_queries(cfg.task, "heldout")[:cfg.eval_queries]
-    cfg.principle_text  # noqa: B018 - reads principle_file now, so a bad path fails early
     offline = cfg.method in ("sft", "dpo")
     in_trl = cfg.method in ("sft", "dpo", "rloo")
     if in_trl and resume:

@@ -33,6 +33,7 @@ import torch
 
 from ple import checkpoint
 from ple.baselines import ppo_losses
+from ple.config import PPOConfig
 from ple.online import OnlineTrainer
 from ple.rewards import checked_scores
 from ple.sequences import pack, response_logprobs_and_hidden, response_token_logprobs
@@ -46,6 +47,7 @@ class PPOTrainer(OnlineTrainer):
     """Train a model with PPO (see ple.online.OnlineTrainer for the arguments)."""
 
     method = "ppo"
+    config_class = PPOConfig
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+from ple.config import RAFTConfig
 from ple.online import OnlineTrainer
 from ple.rewards import checked_scores
 
@@ -18,6 +19,7 @@ class RAFTTrainer(OnlineTrainer):
     """Train a model with RAFT (see ple.online.OnlineTrainer for the arguments)."""
 
     method = "raft"
+    config_class = RAFTConfig
 
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         k = self.args.raft_k

@@ -14,7 +14,7 @@ from datasets import Dataset
 from trl import RLOOConfig, RLOOTrainer
 
 from ple.baselines.trl_run import TRLRun
-from ple.config import PLEConfig
+from ple.config import TrainConfig
 from ple.rewards import checked_scores
 
 GENERATIONS = 2
@@ -39,7 +39,7 @@ class RewardBridge:
         return scores
 
 
-def rloo_args(a: PLEConfig) -> dict:
+def rloo_args(a: TrainConfig) -> dict:
     """The RLOOConfig values ple sets on top of TRLRun.trl_args: 2 responses per query,
     the batch's queries in one generation batch, ple's sampling parameters."""
     return dict(num_generations=GENERATIONS,

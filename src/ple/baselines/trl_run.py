@@ -16,7 +16,7 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from ple.config import PLEConfig, trackers
+from ple.config import TrainConfig, trackers
 from ple.evaluation.heldout import evaluate_plain
 from ple.model_card import write_model_card
 from peft import get_peft_model
@@ -50,7 +50,7 @@ class MetricsWriter(TrainerCallback):
 class TRLRun:
     """Set-up shared by the TRL methods: prompts, LoRA, output directory, evaluation."""
 
-    def __init__(self, args: PLEConfig, model, tokenizer, reward: RewardModel,
+    def __init__(self, args: TrainConfig, model, tokenizer, reward: RewardModel,
                  eval_queries: list[str] | None = None):
         self.args, self.tokenizer, self.reward = args, tokenizer, reward
         if reward is not None:  # config.yaml records the reward that ran, default or not

@@ -7,8 +7,8 @@ names the file and line.
     reward: vader
     seeds: [0, 1]
     output_dir: runs/compare
-    common: {learning_rate: 3.0e-4}          # PLEConfig fields of every run
-    methods:                                 # name -> PLEConfig fields of that method
+    common: {learning_rate: 3.0e-4}          # config fields of every run
+    methods:                                 # name -> config fields of that method
       ple: {method: ple, max_steps: 10}
       raft: {method: raft, max_steps: 5, raft_k: 4}
     ablations:                               # name -> fields on top of `ours`'s
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from ple.config import FIELDS, TASKS, PLEConfig, coerce, validate, yaml_mapping
+from ple.config import (FIELDS, TASKS, TrainConfig, check_method_keys, coerce,
+                        yaml_mapping)
 from ple.errors import UserError
 from ple.evaluation.evaluate import EvalConfig
 from ple.evaluation.evaluate import validate as validate_eval
@@ -75,7 +76,7 @@ class CompareConfig:
     """Everything one `ple compare` needs."""
 
     methods: dict[str, dict] = field(metadata=_doc(
-        "Name -> PLEConfig fields of that run (over `common`), e.g. `sft: {method: sft, "
+        "Name -> config fields of that run (over `common`), e.g. `sft: {method: sft, "
         "data: ...}`. Names are directory names; `base` is taken by the untrained model. "
         "Required; must hold `ours`. Paper (Tables 1-3): SFT, DPO, PPO, RAFT-4 and PLE."))
     task: str = field(default="imdb", metadata=_doc("Task of every run: hh, imdb or tldr. "
@@ -98,9 +99,10 @@ class CompareConfig:
         "method and the base model (Figure 2), and ablations start from its config "
         "(Tables 4-5). Default ple."))
     common: dict = field(default_factory=dict, metadata=_doc(
-        "PLEConfig fields shared by every run (a method's own fields win). Default none."))
+        "Config fields shared by every run, so each must be a setting of every method run "
+        "(a method's own fields win). Default none."))
     ablations: dict[str, dict] = field(default_factory=dict, metadata=_doc(
-        "Name -> PLEConfig fields over `ours`'s config, e.g. `no_rank: {ablation: "
+        "Name -> config fields over `ours`'s config, e.g. `no_rank: {ablation: "
         "no_rank}`; `ours` must then be a ple method. Default none. Paper: w/o L_rank and "
         "w/o L_weighted-sft."))
     eval: dict = field(default_factory=dict, metadata=_doc(
@@ -140,7 +142,7 @@ class RunSpec:
     name: str
     kind: str  # "method" or "ablation"
     seed: int
-    config: PLEConfig
+    config: TrainConfig
     where: str  # "file:line" of its entry
 
 
@@ -202,7 +204,8 @@ def _typed_section(node, where: str, what: str, cls, allowed: list[str],
 
 
 def _run_fields(node, where: str, what: str) -> dict:
-    """PLEConfig fields of `common` or of one method or ablation, type-checked."""
+    """Config fields of `common` or of one method or ablation, type-checked (whether they
+    are settings of the run's method is checked when its config is made)."""
     values = {}
     for key, value_node, line in _entries(node, where, what):
         if key in SET_PER_RUN:
@@ -210,8 +213,8 @@ def _run_fields(node, where: str, what: str) -> dict:
             raise UserError(f"{line}: `{what}.{key}`: set `{top}` at the top level (it is "
                             f"the same for every run)")
         if key not in FIELDS:
-            raise UserError(f"{line}: unknown config key `{what}.{key}` (PLEConfig fields: "
-                            f"see `ple train --help`)")
+            raise UserError(f"{line}: unknown config key `{what}.{key}` (the fields: see "
+                            f"`ple train --method NAME --help`)")
         values[key] = coerce(key, _value(value_node), line)
     return values
 
@@ -302,16 +305,16 @@ def run_specs(cfg: CompareConfig) -> list[RunSpec]:
                           "model": cfg.model, "reward": cfg.reward,
                           "reward_label": cfg.reward_label, "seed": seed,
                           "output_dir": str(cfg.run_dir(name, seed))}
+                if kind == "ablation" and values.get("method", "ple") != "ple":
+                    raise UserError(f"{where}: ablations.{name}: ablations are of PLE, but "
+                                    f"`ours` ({cfg.ours}) is method {values['method']}")
                 try:
-                    config = validate(PLEConfig(**values))
+                    config = check_method_keys(values, {})(**values)
                 except UserError as e:
                     raise UserError(f"{where}: {kind}s.{name}: {e}") from None
                 if not config.use_lora:
                     raise UserError(f"{where}: {kind}s.{name}: use_lora false: ple compare "
                                     f"evaluates LoRA adapters on the base model, so that the "
                                     f"base model's perplexity guard is measured")
-                if kind == "ablation" and config.method != "ple":
-                    raise UserError(f"{where}: ablations.{name}: ablations are of PLE, but "
-                                    f"`ours` ({cfg.ours}) is method {config.method}")
                 specs.append(RunSpec(name, kind, seed, config, where))
     return specs

@@ -68,15 +68,14 @@ def run_status(spec: RunSpec) -> Status:
 def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int], Status]:
     """Every check that needs no model: each run's data and principle, the test split, and
     each run's directory. Returns each run's status."""
-    from ple.training import method_data
+    from ple.training import checked_inputs
     from ple.evaluation.evaluate import load_test_split
     from ple.tasks import TASKS
 
     for spec in specs:
-        if spec.seed == cfg.seeds[0]:  # data and principle do not depend on the seed
+        if spec.seed == cfg.seeds[0]:  # the inputs do not depend on the seed
             try:
-                method_data(spec.config, TASKS[cfg.task])
-                spec.config.principle_text  # noqa: B018 - reads principle_file
+                checked_inputs(spec.config, TASKS[cfg.task])
             except UserError as e:
                 raise UserError(f"{spec.where}: {spec.kind}s.{spec.name}: {e}") from None
     load_test_split(TASKS[cfg.task], cfg.eval.get("test_data"))

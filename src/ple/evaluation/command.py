@@ -3,41 +3,43 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
+from dataclasses import dataclass, field
 
-from ple.config import true_or_false
-from ple.evaluation.evaluate import FLAGS, EvalConfig
-from ple.tasks import TASKS
+from ple.config import from_namespace
+from ple.evaluation.evaluate import EvalConfig
+
+
+@dataclass
+class EvalCommand:
+    """The flags of `ple eval` that are not settings of the evaluation."""
+
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace eval.json and eval_samples.jsonl of an earlier evaluation in "
+                "--output-dir."})
+
+
+DESCRIPTION = (
+    "Evaluate a base model, or a trained adapter on it, on N test examples: perplexity of the "
+    "reference responses, sacrebleu BLEU of the generated responses against them, mean reward "
+    "with its standard error, and the responses' perplexity under the frozen base model and "
+    "distinct-1/2. Writes eval.json and eval_samples.jsonl to --output-dir.")
 
 
 def add_arguments(sub) -> None:
-    """Add `eval` to the subparsers `sub` of the ple command."""
-    parser = sub.add_parser(
-        "eval", help="measure a model or adapter on a task's test split: reference "
-        "perplexity, BLEU, reward, and guards against reward hacking",
-        description="Evaluate a base model, or a trained adapter on it, on N test examples: "
-        "perplexity of the reference responses, sacrebleu BLEU of the generated responses "
-        "against them, mean reward with its standard error, and the responses' perplexity "
-        "under the frozen base model and distinct-1/2. Writes eval.json and "
-        "eval_samples.jsonl to --output-dir.")
-    hints = typing.get_type_hints(EvalConfig)
-    for f in dataclasses.fields(EvalConfig):
-        kind, extra = hints[f.name], {}
-        if kind is bool:
-            extra["action"] = "store_true"
-        elif kind == bool | None:
-            extra["type"] = true_or_false
-        elif kind in (int, float):
-            extra["type"] = kind
-        if f.name == "task":
-            extra["choices"] = sorted(TASKS)
-        # Absent flags keep the dataclass defaults, which the help texts state.
-        parser.add_argument(FLAGS[f.name], dest=f.name, default=argparse.SUPPRESS,
-                            help=f.metadata["help"], **extra)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace eval.json and eval_samples.jsonl of an earlier "
-                        "evaluation in --output-dir")
+    """Add `eval` to the subparsers `sub` of the ple command; `run` parses its flags."""
+    sub.add_parser("eval", add_help=False, help="measure a model or adapter on a task's test "
+                   "split: reference perplexity, BLEU, reward, and guards against reward "
+                   "hacking (ple eval --help: its flags)")
+
+
+def parser():
+    """One flag per EvalConfig field (booleans take true/false, or nothing for true, as
+    every subcommand's do), and EvalCommand's."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser([EvalConfig, EvalCommand], prog="ple eval", allow_abbrev=False,
+                            formatter_class=argparse.HelpFormatter,
+                            description=DESCRIPTION)
 
 
 def describe(result: dict) -> str:
@@ -76,9 +78,9 @@ def describe(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> None:
+def run(argv: list[str]) -> None:
     from ple.evaluation.evaluate import evaluate
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)
-              if hasattr(args, f.name)}
-    print(describe(evaluate(EvalConfig(**values), args.overwrite)))
+    namespace = parser().parse_args(argv)
+    print(describe(evaluate(from_namespace(EvalConfig, namespace),
+                            from_namespace(EvalCommand, namespace).overwrite)))

@@ -46,7 +46,8 @@ class EvalConfig:
         metadata=_doc("A PEFT adapter directory (a run's adapter/) evaluated on top of the "
                       "model. Default: none, the base model itself is evaluated."))
     task: str = field(
-        default="imdb", metadata=_doc("Task: hh, imdb or tldr. Default imdb."))
+        default="imdb", metadata={"choices": sorted(TASKS),
+                                  **_doc("Task: hh, imdb or tldr. Default imdb.")})
     test_data: str | None = field(
         default=None,
         metadata=_doc("Test split, a local .jsonl/.jsonl.gz/.json/.parquet file in the task's "
@@ -72,9 +73,10 @@ class EvalConfig:
                       "Default: none."))
     n: int = field(
         default=64,
-        metadata=_doc("Test examples evaluated, drawn without replacement with the seed (all "
-                      "of them when there are fewer). Paper: 1024 queries for the reward "
-                      "(2048 on HH) and the whole test set for perplexity. Default 64."))
+        metadata={"aliases": ["-n"], **_doc(
+            "Test examples evaluated, drawn without replacement with the seed (all of them "
+            "when there are fewer). Paper: 1024 queries for the reward (2048 on HH) and the "
+            "whole test set for perplexity. Default 64.")})
     greedy: bool = field(
         default=False,
         metadata=_doc("Greedy decoding instead of sampling with temperature, top_p and "

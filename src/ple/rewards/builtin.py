@@ -131,10 +131,22 @@ def cache_key(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def recipe_config(name: str, output_dir: str):
+    """The `ple reward train` config of built-in reward `name` (its data, held-out part and
+    settings), writing to `output_dir`."""
+    from ple.rewards.train import RewardTrainConfig
+
+    recipe = RECIPES[name]
+    return RewardTrainConfig(
+        data=",".join(str(_data_path(recipe, f)) for f in recipe.data), output_dir=output_dir,
+        eval_data=str(_data_path(recipe, recipe.eval_data)) if recipe.eval_data else None,
+        **recipe.settings)
+
+
 def prepared_reward_dir(name: str) -> Path:
     """The directory of built-in reward `name`, trained now if no cached copy exists."""
     from ple.models import cache_dir
-    from ple.rewards.train import RewardTrainConfig, describe, train_reward_model
+    from ple.rewards.train import describe, train_reward_model
 
     recipe = RECIPES[name]
     target = cache_dir() / "rewards" / f"{name}-{cache_key(recipe)}"
@@ -145,12 +157,7 @@ def prepared_reward_dir(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}.tmp-"))
     try:
-        cfg = RewardTrainConfig(
-            data=",".join(str(_data_path(recipe, f)) for f in recipe.data),
-            output_dir=str(work / "model"),
-            eval_data=str(_data_path(recipe, recipe.eval_data)) if recipe.eval_data else None,
-            **recipe.settings)
-        result = train_reward_model(cfg)
+        result = train_reward_model(recipe_config(name, str(work / "model")))
         log.info("reward `%s`: %s", name, describe(result))
         try:
             (work / "model").rename(target)
