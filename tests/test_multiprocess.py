@@ -215,8 +215,8 @@ def test_gradient_accumulation_equals_the_larger_mini_batch(tmp_path):
                       rows(tmp_path / "whole" / "metrics.jsonl"))
     assert [r["optimizer_steps"] for r in whole.metrics] == [2, 6]
     assert all(r["loss"] != 0 for r in whole.metrics)  # y and y' differ: it trains
-    assert_close_tensors({n: p.detach() for n, p in accumulated._trainable().items()},
-                         {n: p.detach() for n, p in whole._trainable().items()})
+    assert_close_tensors({n: p.detach() for n, p in accumulated.updater.trainable().items()},
+                         {n: p.detach() for n, p in whole.updater.trainable().items()})
     # Without accumulation, updates of 2 pairs: 4 then 7 optimizer steps.
     small = make_trainer(tmp_path, "small", train_batch_size=2)
     small.train()

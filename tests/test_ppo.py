@@ -26,14 +26,14 @@ def make_trainer(out, **overrides):
 
 
 def unchanged(trainer, before):
-    after = trainer._trainable()
+    after = trainer.updater.trainable()
     return [n for n, p in before.items() if torch.equal(p, after[n].detach())]
 
 
 def test_ppo_trains_every_parameter_and_the_value_head(tmp_path):
     out = tmp_path / "run"
     trainer = make_trainer(out)
-    before = {n: p.detach().clone() for n, p in trainer._trainable().items()}
+    before = {n: p.detach().clone() for n, p in trainer.updater.trainable().items()}
     assert {"value_head.weight", "value_head.bias"} <= before.keys()
     assert any("lora_A" in n for n in before) and any("lora_B" in n for n in before)
     trainer.train()
@@ -71,19 +71,19 @@ def test_gradient_clipping_covers_the_value_head(tmp_path):
         return {"loss": 1e4 * (values.sum() - logp.sum())}
 
     def record():
-        grads = [p.grad for p in trainer._trainable().values() if p.grad is not None]
+        grads = [p.grad for p in trainer.updater.trainable().values() if p.grad is not None]
         norms.append(float(torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g) for g in grads]))))
         assert trainer.value_head.weight.grad.abs().sum() > 0
 
-    trainer.optimizer.step = record
-    trainer._train_steps([0], huge_loss)
+    trainer.updater.optimizer.step = record
+    trainer.updater.steps([0], huge_loss)
     assert norms and norms[0] <= trainer.args.max_grad_norm * (1 + 1e-4)
 
 
 def test_ppo_full_fine_tuning_keeps_a_frozen_reference(tmp_path):
     trainer = make_trainer(tmp_path / "full", use_lora=False, max_steps=1, ppo_epochs=1)
-    before = {n: p.detach().clone() for n, p in trainer._trainable().items()}
+    before = {n: p.detach().clone() for n, p in trainer.updater.trainable().items()}
     reference = {n: p.detach().clone() for n, p in trainer.reference.named_parameters()}
     assert len(before) == len(reference) + 2  # every weight, and the value head
     trainer.train()

@@ -50,7 +50,7 @@ class TrainCommand:
                 "it saved; flags may only repeat it (or extend --max-steps)."})
 
 
-def train_parser(cls: type[TrainConfig]) -> HfArgumentParser:
+def train_parser(cls: type[TrainConfig]) -> argparse.ArgumentParser:
     """`ple train`'s flags: one per field of the method's config class, and TrainCommand's.
     Booleans take true/false (or nothing, for true) as every subcommand's do."""
     from transformers import HfArgumentParser

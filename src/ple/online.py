@@ -1,20 +1,17 @@
 """The loop every online method shares: queries -> samples -> rewards -> update, with
-metrics.jsonl, samples.jsonl, crash-safe checkpoints, evaluation and the saved adapter."""
+evaluation; the update is ple.update's, the run's files (metrics, samples, checkpoints, the
+saved adapter) ple.run_writer's."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
-import json
 import logging
-import os
 import random
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs, gather_object, set_seed
 from peft import LoraConfig, get_peft_model
@@ -28,12 +25,13 @@ from ple.config import PLEConfig, TrainConfig, trackers
 from ple.errors import UserError
 from ple.evaluation.heldout import evaluate_plain
 from ple.inputs import dataset_queries, resolve_model
-from ple.model_card import write_model_card
 from ple.plot import plot_reward_curves
 from ple.rewards import resolve_rewards
 from ple.rollout import Prompter, decode, sample
+from ple.run_writer import RunWriter
 from ple.sequences import pack, response_token_logprobs
 from ple.tasks import TASKS, builtin_queries, load_queries, load_sft_pairs
+from ple.update import Updater
 
 # Launch types the harness does not drive: it runs on one process, under DDP or DeepSpeed.
 UNSUPPORTED = (DistributedType.FSDP, DistributedType.MEGATRON_LM, DistributedType.XLA)
@@ -41,9 +39,6 @@ UNSUPPORTED = (DistributedType.FSDP, DistributedType.MEGATRON_LM, DistributedTyp
 # Non-reentrant checkpointing needs no gradient at the inputs, which LoRA's frozen
 # embeddings do not have.
 CHECKPOINTING = {"use_reentrant": False}
-
-RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
-             "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
 
 log = logging.getLogger(__name__)
 
@@ -83,25 +78,6 @@ def check_context(prompter: Prompter, queries: list[str], max_new_tokens: int,
                         f"the model's context of {context} tokens")
 
 
-def scalars(row: dict) -> dict:
-    """The numbers of a metrics row, as trackers take them: nested dicts (purity per
-    margin) flattened to `purity/0.05`, nulls left out."""
-    flat = {}
-    for key, value in row.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}/{k}": v for k, v in value.items()
-                         if isinstance(v, (int, float))})
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[key] = value
-    return flat
-
-
-def tracker_config(args: TrainConfig) -> dict:
-    """The config as trackers store hyperparameters: scalars and strings only."""
-    return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-            for k, v in args.to_dict().items()}
-
-
 def eval_row(evaluation: dict) -> dict:
     """The numbers of an `evaluate_plain` result for a metrics.jsonl row, named eval_*
     (eval_reward_mean, ...); the samples stay out."""
@@ -109,10 +85,12 @@ def eval_row(evaluation: dict) -> dict:
 
 
 class OnlineTrainer:
-    """The harness every online method shares: sample, score, update, log, checkpoint.
+    """The loop every online method shares: sample, score, update (ple.update.Updater),
+    log and checkpoint (ple.run_writer.RunWriter).
 
     A method subclasses it, names itself in `method` and its config class in `config_class`,
-    and implements `_step`, which returns the metrics row of a step. The arguments are TRL's (GRPOTrainer, RLOOTrainer), by keyword:
+    and implements `_step`, which returns the metrics row of a step. The arguments are TRL's
+    (GRPOTrainer, RLOOTrainer), by keyword:
 
     Args:
         model: a name as `--model` takes it (hub id, local directory, .gguf file, `default`,
@@ -223,11 +201,13 @@ class OnlineTrainer:
         optimizer = torch.optim.AdamW(params, lr=args.learning_rate,
                                       weight_decay=args.weight_decay)
         # What checkpoints store as the optimizer's param_groups (ZeRO replaces its own).
-        self.param_groups = optimizer.state_dict()["param_groups"]
+        param_groups = optimizer.state_dict()["param_groups"]
         if self.deepspeed:
             zero.configure(self.accelerator.state.deepspeed_plugin, args.train_batch_size,
                            self.accelerator.num_processes, args.max_grad_norm)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.model, optimizer = self.accelerator.prepare(model, optimizer)
+        self.updater = Updater(self.accelerator, self.model, optimizer, self.extra_modules,
+                               args, self.deepspeed, param_groups)
         # Everything that reads the policy's tensors sits on its device.
         if hasattr(self.reward, "to"):
             self.reward.to(self.accelerator.device)
@@ -240,6 +220,7 @@ class OnlineTrainer:
             with self.whole_model() as whole:
                 self.vllm = VLLMSampler(args, whole, tokenizer)
         self.callbacks = Callbacks(callbacks or [], args, self.accelerator.is_main_process)
+        self.writer = RunWriter(Path(args.output_dir), self.accelerator)
         self.buffer = ReplayBuffer()  # D_train: PLE's, which sets its replay window
         self.metrics: list[dict] = []
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
@@ -288,87 +269,6 @@ class OnlineTrainer:
         self.totals["generated_responses"] += len(responses)
         self.totals["generated_tokens"] += sum(len(r) for r in responses)
 
-    # --- several processes ------------------------------------------------------------------
-    def _share(self, items: list) -> list:
-        """This process's contiguous share of a list every process holds (all of it when
-        there is one process; the first processes get one more when it does not divide)."""
-        with self.accelerator.split_between_processes(items) as share:
-            return share
-
-    def _gather(self, *shares: list) -> tuple[list, ...]:
-        """Each list's shares from every process, concatenated in process order: the
-        inverse of `_share`. One collective call; every process gets the whole lists."""
-        if self.accelerator.num_processes == 1:
-            return shares
-        parts = gather_object([shares])
-        return tuple([x for part in parts for x in part[i]] for i in range(len(shares)))
-
-    @property
-    def update_size(self) -> int:
-        """Items (pairs, examples, responses) one optimizer step covers, over all processes."""
-        a = self.args
-        return a.train_batch_size * a.gradient_accumulation_steps * self.accelerator.num_processes
-
-    # --- updates -------------------------------------------------------------------------
-    def _train_steps(self, items: list, loss_fn) -> list[dict]:
-        """Optimizer steps over `items` (the same list, in the same order, on every process),
-        each on the next `update_size` of them.
-
-        Each process takes its share of a step's items and runs `loss_fn` on it in chunks of
-        at most train_batch_size, one forward and backward each (gradient accumulation).
-        `loss_fn(chunk)` returns a dict of scalar tensors that are means over the chunk's
-        items ("loss" is minimised) and of lists with one value per item. Returns one dict
-        per step, each scalar averaged over all the step's items and each list in item
-        order, plus `grad_norm`, the step's gradient norm before clipping: on any number of
-        processes, what one process would return with the step's items as a single chunk,
-        and the same update."""
-        acc, size, processes = self.accelerator, self.args.train_batch_size, \
-            self.accelerator.num_processes
-        params = list(itertools.chain(self.model.parameters(),
-                                      *(m.parameters() for m in self.extra_modules.values())))
-        self.model.train()
-        steps, norms = [], []
-        for start in range(0, len(items), self.update_size):
-            batch = items[start:start + self.update_size]
-            share = self._share(batch)
-            # DDP's all-reduce waits for every process's backward: a process with no item of
-            # this step joins it with one item weighted 0.
-            chunks = [share[i:i + size] for i in range(0, len(share), size)] or [batch[:1]]
-            logged: dict = {}
-            for j, chunk in enumerate(chunks):
-                weight = len(chunk) / len(batch) if share else 0.0
-                last = j == len(chunks) - 1
-                # Gradients are all-reduced once per step, in its last backward.
-                with nullcontext() if last or self.deepspeed else acc.no_sync(self.model):
-                    out = loss_fn(chunk)
-                    # The chunk's mean, weighted by its share of the step (Eqs. 3-4 divide
-                    # by the step's pairs), times the processes DDP (and ZeRO) average over.
-                    loss = out["loss"] * (weight * processes)
-                    if self.deepspeed:
-                        self.model.set_gradient_accumulation_boundary(last)
-                        self.model.backward(loss)
-                    else:
-                        acc.backward(loss)
-                for key, value in out.items():
-                    if isinstance(value, list):
-                        logged[key] = logged.get(key, []) + (value if share else [])
-                    else:
-                        logged[key] = logged.get(key, 0.0) + weight * float(value.detach())
-            if self.deepspeed:  # clips at max_grad_norm (zero.configure), steps, zeroes
-                self.model.step()
-                norms.append(float(self.model.get_global_grad_norm()))
-            else:
-                norms.append(float(acc.clip_grad_norm_(params, self.args.max_grad_norm)))
-                self.optimizer.step()
-                self.optimizer.zero_grad()
-            steps.append(logged)
-        if processes > 1:
-            steps = [{key: [x for p in parts for x in p[key]] if isinstance(parts[0][key], list)
-                      else sum(p[key] for p in parts) for key in parts[0]}
-                     for parts in zip(*gather_object([steps]))]
-        # The norm is of the all-reduced gradient: the same on every process.
-        return [{**step, "grad_norm": norm} for step, norm in zip(steps, norms)]
-
     def _sft_losses(self, examples: list[tuple[list[int], list[int]]]) -> dict:
         """SFT (Eq. 1) on (prompt ids, response ids) examples, averaged over them."""
         batch = pack([p for p, _ in examples], [r for _, r in examples],
@@ -383,8 +283,8 @@ class OnlineTrainer:
         eos = [self.tokenizer.eos_token_id]
         for _ in tqdm(range(self.args.sft_steps), desc="SFT warm-up",
                       disable=not self.accelerator.is_main_process):
-            chosen = rng.sample(self.sft_pairs, min(self.update_size, len(self.sft_pairs)))
-            self._train_steps([(self.prompter.ids(q),
+            chosen = rng.sample(self.sft_pairs, min(self.updater.size, len(self.sft_pairs)))
+            self.updater.steps([(self.prompter.ids(q),
                                 self.tokenizer(r, add_special_tokens=False)["input_ids"] + eos)
                                for q, r in chosen], self._sft_losses)
 
@@ -403,23 +303,16 @@ class OnlineTrainer:
         `resume_from_checkpoint`: True continues from the newest complete checkpoint in
         args.output_dir, a path from that checkpoint folder (checkpoints/step-NNNNNN)."""
         a = self.args
-        out = Path(a.output_dir)
-        # Every process holds the same rows (timings aside); only the main one writes files.
-        main = self.accelerator.is_main_process
         if resume_from_checkpoint:
             chosen = None if resume_from_checkpoint is True else Path(resume_from_checkpoint)
-            start, summary = self._restore(out, chosen)
+            start, summary = self._restore(chosen)
         else:
-            if main:
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "config.yaml").write_text(yaml.safe_dump(a.to_dict(), sort_keys=False))
-                for name in ("metrics.jsonl", "samples.jsonl"):
-                    (out / name).write_text("")
+            self.writer.start(a)
             start = 1
             summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped,
                        "processes": self.accelerator.num_processes,
                        "distributed_type": self.accelerator.distributed_type.value}
-            if self.dropped and main:
+            if self.dropped and self.accelerator.is_main_process:
                 log.warning("dropped %d of %d queries longer than max_prompt_tokens = %d",
                             self.dropped, self.dropped + len(self.queries), a.max_prompt_tokens)
             if self.sft_pairs and a.sft_steps:
@@ -429,31 +322,27 @@ class OnlineTrainer:
         state = self.callbacks.state
         state.global_step, state.log_history = start - 1, self.metrics  # one list, restored too
         if trackers(a):
-            # TensorBoard writes to OUTPUT_DIR/runs, where TRL's runs put theirs.
-            self.accelerator.init_trackers("runs", config=tracker_config(a))
+            self.writer.start_trackers(a)
         self.callbacks("on_train_begin", model=self.model)
         bar = tqdm(range(start, a.max_steps + 1), desc=a.method.upper(), unit="step",
-                   initial=start - 1, total=a.max_steps, disable=not main)
-        with open(out / "metrics.jsonl" if main else os.devnull, "a") as metrics_f, \
-                open(out / "samples.jsonl" if main else os.devnull, "a") as samples_f:
+                   initial=start - 1, total=a.max_steps,
+                   disable=not self.accelerator.is_main_process)
+        with self.writer.open():
             for step in bar:
-                row = self._step(step, self._queries_for_step(step), samples_f)
+                row = self._step(step, self._queries_for_step(step), self.writer.samples)
                 state.global_step = step
                 if a.eval_steps and step % a.eval_steps == 0:
                     evaluation = eval_row(self.evaluate())
                     row.update(evaluation)
                     self.callbacks("on_evaluate", model=self.model, metrics=evaluation)
-                metrics_f.write(json.dumps(row) + "\n")
-                metrics_f.flush()
-                if self.accelerator.trackers:
-                    self.accelerator.log(scalars(row), step=step)
+                self.writer.log(row)
                 self.metrics.append(row)
                 bar.set_postfix(self._progress(row))
                 control = self.callbacks("on_step_end", model=self.model)
                 self.callbacks("on_log", model=self.model, logs=row)
                 stop = control.should_training_stop
                 if step % a.save_steps == 0 or step == a.max_steps or stop:
-                    self._checkpoint(out, step, summary)
+                    self._checkpoint(step, summary)
                     self.callbacks("on_save", model=self.model)
                 if stop:
                     break
@@ -463,22 +352,23 @@ class OnlineTrainer:
             self.callbacks("on_evaluate", model=self.model,
                            metrics=eval_row(summary["eval_after"]))
         summary["steps"] = state.global_step
-        if main:
-            (out / "summary.json").write_text(json.dumps(summary, indent=1))
-            write_model_card(self._saved_dir(out), a, self.metrics, summary)
+        self.writer.finish(a, self._saved_dir(Path(a.output_dir)), self.metrics, summary)
         self.callbacks("on_train_end", model=self.model)
-        for tracker in self.accelerator.trackers:  # not end_training(): the process group
-            tracker.finish()                        # stays for whatever the caller does next
         self.accelerator.wait_for_everyone()
         return summary
 
     def save_model(self, output_dir: str | None = None) -> None:
         """The trained adapter (or whole model, tokenizer beside it) in OUTPUT_DIR/adapter
         (or /model), with the plots; a model card README.md goes with it after train()."""
-        out = Path(output_dir or self.args.output_dir)
         with self.whole_model() as model:
             if self.accelerator.is_main_process:
-                self._save(out, model)
+                self._save(Path(output_dir or self.args.output_dir), model)
+
+    def _save(self, out: Path, model) -> None:
+        """Write the adapter (or model) and the plots, on the main process; `model` is the
+        whole policy. Methods extend it with what they save besides."""
+        self.writer.save_model(model, self._saved_dir(out), self.tokenizer)
+        plot_reward_curves(self.metrics, out / "reward_curves.png")
 
     def _saved_dir(self, out: Path) -> Path:
         return out / ("adapter" if self.args.use_lora else "model")
@@ -497,35 +387,19 @@ class OnlineTrainer:
         Called once in __init__, after LoRA is added and before the optimizer is built."""
         return {}
 
-    def _trainable(self) -> dict:
-        model = self.accelerator.unwrap_model(self.model)  # DDP would prefix `module.`
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        for name, module in self.extra_modules.items():
-            params.update({f"{name}.{n}": p for n, p in module.named_parameters()})
-        return params
-
-    def _weights_and_optimizer(self) -> tuple[dict, dict]:
-        """The trainable weights (fp32) and the optimizer's state dict, as AdamW on one
-        process holds them, whatever the launch. Collective under DeepSpeed."""
-        params = self._trainable()
-        if not self.deepspeed:
-            return params, self.optimizer.state_dict()
-        return (zero.full_parameters(params),
-                zero.optimizer_state(self.optimizer, params, self.param_groups))
-
-    def _checkpoint(self, out: Path, step: int, summary: dict) -> None:
+    # --- checkpoints -------------------------------------------------------------------------
+    def _checkpoint(self, step: int, summary: dict) -> None:
         # Everything else is the same on every process; the random streams are not.
         rng = gather_object([checkpoint.rng_state()])
-        weights, optimizer_state = self._weights_and_optimizer()
-        if not self.accelerator.is_main_process:
-            return
-        state = {"step": step, "totals": self.totals, "summary": summary,
-                 # Rows written after this checkpoint are cut off again on resume.
-                 "metrics_bytes": (out / "metrics.jsonl").stat().st_size,
-                 "samples_bytes": (out / "samples.jsonl").stat().st_size}
-        checkpoint.save(out, step, weights, optimizer_state, state, self.buffer.pairs, rng)
+        weights, optimizer_state = self.updater.state()
+        self.writer.checkpoint(step, weights, optimizer_state,
+                               {"totals": self.totals, "summary": summary},
+                               self.buffer.pairs, rng)
 
-    def _restore(self, out: Path, chosen: Path | None = None) -> tuple[int, dict]:
+    def _restore(self, chosen: Path | None = None) -> tuple[int, dict]:
+        """Load the newest complete checkpoint (or `chosen`); returns the next step and the
+        run's summary so far."""
+        out = Path(self.args.output_dir)
         found = checkpoint.complete_checkpoints(out)
         if not found:
             raise UserError(f"--resume: no complete checkpoint in {out}/checkpoints")
@@ -542,32 +416,15 @@ class OnlineTrainer:
                             f"{len(saved['rng'])} process(es), this run has {processes}; "
                             f"resume with as many (accelerate launch --num_processes "
                             f"{len(saved['rng'])}), so that each continues its random stream")
-        params = self._trainable()
-        if set(params) != set(saved["trainable"]):
+        if set(self.updater.trainable()) != set(saved["trainable"]):
             raise UserError(f"--resume: checkpoint {found[-1]} holds other parameters than "
                             f"this model trains (another model or LoRA setting?)")
-        if self.deepspeed:
-            zero.load(self.optimizer, params, saved["trainable"], saved["optimizer"])
-        else:
-            with torch.no_grad():
-                for name, tensor in saved["trainable"].items():
-                    params[name].copy_(tensor)
-            self.optimizer.load_state_dict(saved["optimizer"])
+        self.updater.load_state(saved["trainable"], saved["optimizer"])
         checkpoint.set_rng_state(saved["rng"][self.accelerator.process_index])
         state = saved["state"]
         self.buffer.pairs = saved["pairs"]
         self.totals = state["totals"]
-        if self.accelerator.is_main_process:  # the only one that writes and plots them
-            for name in ("metrics", "samples"):
-                with open(out / f"{name}.jsonl", "r+b") as f:
-                    f.truncate(state[f"{name}_bytes"])
-            self.metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+        self.metrics = self.writer.rewind(state)  # only the main process plots them
+        if self.accelerator.is_main_process:
             log.info("resuming after step %d from %s", state["step"], found[-1])
         return state["step"] + 1, state["summary"]
-
-    def _save(self, out: Path, model) -> None:
-        """Write the adapter (or model) and the plots; `model` is the whole policy."""
-        model.save_pretrained(self._saved_dir(out), safe_serialization=True)
-        if not self.args.use_lora:
-            self.tokenizer.save_pretrained(self._saved_dir(out))
-        plot_reward_curves(self.metrics, out / "reward_curves.png")

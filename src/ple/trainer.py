@@ -25,6 +25,7 @@ from ple.purity import level_set_purity
 from ple.online import OnlineTrainer
 from ple.rewards import checked_scores
 from ple.sequences import pack, response_token_logprobs
+from ple.update import gather, share
 
 
 class PLETrainer(OnlineTrainer):
@@ -90,7 +91,7 @@ class PLETrainer(OnlineTrainer):
                 "grad_norm": 0.0}
         n_updates = 0
         logp, logp_prompt = [], []
-        for out in self._train_steps(pairs, lambda chunk: self._pair_losses(chunk, tau)):
+        for out in self.updater.steps(pairs, lambda chunk: self._pair_losses(chunk, tau)):
             for key in sums:
                 sums[key] += out[key]
             logp += out["logp"]
@@ -108,7 +109,7 @@ class PLETrainer(OnlineTrainer):
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         tau = losses.threshold(self.args.tau0, self.args.alpha, step)
         t0 = time.perf_counter()
-        mine = self._share(queries)
+        mine = share(self.accelerator, queries)
         prompts, responses, texts = self._generate(mine)
         t1 = time.perf_counter()
         m = len(mine)
@@ -117,7 +118,7 @@ class PLETrainer(OnlineTrainer):
         pairs = [ScoredPair(step, q, prompts[i], responses[i], responses[m + i],
                             scores[i], scores[m + i]) for i, q in enumerate(mine)]
         # Every process keeps all of D_train, so that all replay the same mini-batches.
-        pairs, text_pairs = self._gather(pairs, list(zip(texts[:m], texts[m:])))
+        pairs, text_pairs = gather(self.accelerator, pairs, list(zip(texts[:m], texts[m:])))
         texts = [t for t, _ in text_pairs] + [t for _, t in text_pairs]
         scores = [p.reward for p in pairs] + [p.reward_prompt for p in pairs]
         self._count_generated([p.response_ids for p in pairs] + [p.guided_ids for p in pairs])

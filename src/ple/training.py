@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def prepare_output_dir(path: str, overwrite: bool) -> None:
     """Refuse to mix two runs in one directory; with --overwrite, clear the old one."""
-    from ple.online import RUN_FILES
+    from ple.run_writer import RUN_FILES
 
     out = Path(path)
     check_writable_dir(out, "--output-dir")

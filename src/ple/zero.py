@@ -23,7 +23,7 @@ def launched_with_deepspeed() -> bool:
 
 
 def configure(plugin, micro_batch: int, processes: int, max_grad_norm: float) -> None:
-    """ple accumulates gradients itself (OnlineTrainer._train_steps marks the last pass of
+    """ple accumulates gradients itself (ple.update.Updater.steps marks the last pass of
     each update), so DeepSpeed sees one pass per update, of `micro_batch` items a process;
     clipping is ple's `max_grad_norm`. These keys of the user's DeepSpeed config are set here."""
     config = plugin.deepspeed_config

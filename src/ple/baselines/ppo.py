@@ -129,7 +129,7 @@ class PPOTrainer(OnlineTrainer):
         for _ in range(a.ppo_epochs):
             order = list(range(len(mask)))
             rng.shuffle(order)
-            for out in self._train_steps(order, chunk_losses):
+            for out in self.updater.steps(order, chunk_losses):
                 for key in sums:
                     sums[key] += out[key]
                 n_updates += 1

@@ -13,6 +13,7 @@ import time
 from ple.config import RAFTConfig
 from ple.online import OnlineTrainer
 from ple.rewards import checked_scores
+from ple.update import gather, share
 
 
 class RAFTTrainer(OnlineTrainer):
@@ -24,7 +25,7 @@ class RAFTTrainer(OnlineTrainer):
     def _step(self, step: int, queries: list[str], samples_f) -> dict:
         k = self.args.raft_k
         t0 = time.perf_counter()
-        mine = self._share(queries)
+        mine = share(self.accelerator, queries)
         plain = [self.prompter.ids(q) for q in mine]
         responses, texts = self._sample([p for p in plain for _ in range(k)])
         t1 = time.perf_counter()
@@ -32,11 +33,11 @@ class RAFTTrainer(OnlineTrainer):
                                 responses)
         t2 = time.perf_counter()
         # Each process's lists are its queries' block, so concatenated they are in order.
-        plain, responses, texts, scores = self._gather(plain, responses, texts, scores)
+        plain, responses, texts, scores = gather(self.accelerator, plain, responses, texts, scores)
         self._count_generated(responses)
         best = [max(range(i * k, (i + 1) * k), key=scores.__getitem__)
                 for i in range(len(queries))]
-        updates = self._train_steps([(plain[i], responses[j]) for i, j in enumerate(best)],
+        updates = self.updater.steps([(plain[i], responses[j]) for i, j in enumerate(best)],
                                     self._sft_losses)
         self.totals["optimizer_steps"] += len(updates)
         t3 = time.perf_counter()

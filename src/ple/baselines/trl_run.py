@@ -13,18 +13,17 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 from transformers import TrainerCallback
 
 from ple.config import TrainConfig, trackers
 from ple.evaluation.heldout import evaluate_plain
-from ple.model_card import write_model_card
 from peft import get_peft_model
 
 from ple.models import paper_lora
 from ple.online import eval_row, length_filter, make_prompter
 from ple.plot import plot_loss_curve
 from ple.rewards import RewardModel
+from ple.run_writer import RunWriter
 
 
 class MetricsWriter(TrainerCallback):
@@ -95,11 +94,9 @@ class TRLRun:
     def run(self, trainer_class, config_class, dataset, samples: list[dict],
             trainer_args: dict | None = None, **method_args) -> dict:
         """Train with TRL and write the output directory; returns the summary."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(self.args.to_dict(),
-                                                             sort_keys=False))
+        files = RunWriter(self.out)
+        files.start(self.args)
         (self.out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
-        (self.out / "metrics.jsonl").write_text("")
         summary = {"examples": len(dataset)}
         if self.eval_queries:
             summary["eval_before"] = self.evaluate()
@@ -111,16 +108,12 @@ class TRLRun:
                                 callbacks=[writer], **(trainer_args or {}))
         trainer.train()
         self.tokenizer.padding_side = "left"
-        self.model.save_pretrained(self.out / ("adapter" if self.args.use_lora else "model"),
-                                   safe_serialization=True)
-        if not self.args.use_lora:
-            self.tokenizer.save_pretrained(self.out / "model")
+        saved = self.out / ("adapter" if self.args.use_lora else "model")
+        files.save_model(self.model, saved, self.tokenizer)
         plot_loss_curve(writer.rows, self.out / "loss_curve.png")
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
         summary["steps"] = trainer.state.global_step
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
-        write_model_card(self.out / ("adapter" if self.args.use_lora else "model"), self.args,
-                         writer.rows, summary)
+        files.finish(self.args, saved, writer.rows, summary)
         return summary
 

@@ -1,0 +1,113 @@
+"""The files of a run in OUTPUT_DIR: config.yaml, metrics.jsonl, samples.jsonl, crash-safe
+checkpoints, the saved adapter (or model) with its model card, summary.json, and every
+step's metrics in the experiment trackers. Only the main process writes; on the others every
+call writes nothing. Every method writes through it, ple's own loop and TRL's alike."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from ple import checkpoint
+from ple.model_card import write_model_card
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
+             "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
+
+
+def scalars(row: dict) -> dict:
+    """The numbers of a metrics row, as trackers take them: nested dicts (purity per
+    margin) flattened to `purity/0.05`, nulls left out."""
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{k}": v for k, v in value.items()
+                         if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+def tracker_config(args) -> dict:
+    """The config as trackers store hyperparameters: scalars and strings only."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in args.to_dict().items()}
+
+
+class RunWriter:
+    """Writes one run's files; `accelerator` (None: one process, no trackers) tells the
+    main process and holds the trackers."""
+
+    def __init__(self, out: Path, accelerator=None):
+        self.out, self.accelerator = out, accelerator
+        self.main = accelerator is None or accelerator.is_main_process
+        self.samples = None  # samples.jsonl while the loop runs (open)
+
+    def start(self, args) -> None:
+        """A new run: its config and empty metrics and samples files."""
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(args.to_dict(),
+                                                                 sort_keys=False))
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                (self.out / name).write_text("")
+
+    def start_trackers(self, args) -> None:
+        # TensorBoard writes to OUTPUT_DIR/runs, where TRL's runs put theirs.
+        self.accelerator.init_trackers("runs", config=tracker_config(args))
+
+    @contextmanager
+    def open(self):
+        """metrics.jsonl and samples.jsonl open for appending while the loop runs."""
+        metrics = self.out / "metrics.jsonl" if self.main else os.devnull
+        samples = self.out / "samples.jsonl" if self.main else os.devnull
+        with open(metrics, "a") as self._metrics, open(samples, "a") as self.samples:
+            yield
+        self.samples = None
+
+    def log(self, row: dict) -> None:
+        """One step's metrics row: to metrics.jsonl, and to the trackers."""
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+        if self.accelerator.trackers:
+            self.accelerator.log(scalars(row), step=row["step"])
+
+    def checkpoint(self, step: int, weights: dict, optimizer_state: dict, state: dict,
+                   pairs: list, rng: list) -> None:
+        """A crash-safe checkpoint of step `step`; it remembers how long the jsonl files
+        were, so that rows written after it are cut off again on resume."""
+        if not self.main:
+            return
+        state = {"step": step, **state,
+                 "metrics_bytes": (self.out / "metrics.jsonl").stat().st_size,
+                 "samples_bytes": (self.out / "samples.jsonl").stat().st_size}
+        checkpoint.save(self.out, step, weights, optimizer_state, state, pairs, rng)
+
+    def rewind(self, state: dict) -> list[dict]:
+        """Cut metrics.jsonl and samples.jsonl back to a checkpoint's `state`; returns the
+        metrics rows kept (an empty list on the processes that do not write)."""
+        if not self.main:
+            return []
+        for name in ("metrics", "samples"):
+            with open(self.out / f"{name}.jsonl", "r+b") as f:
+                f.truncate(state[f"{name}_bytes"])
+        return [json.loads(line) for line in open(self.out / "metrics.jsonl")]
+
+    def save_model(self, model, folder: Path, tokenizer) -> None:
+        """The adapter (or whole model, with its tokenizer) in `folder`; `model` is the
+        whole policy. Called on the main process only."""
+        model.save_pretrained(folder, safe_serialization=True)
+        if folder.name == "model":
+            tokenizer.save_pretrained(folder)
+
+    def finish(self, args, folder: Path, metrics: list[dict], summary: dict) -> None:
+        """summary.json, the model card in the saved folder, the trackers closed."""
+        if self.main:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_model_card(folder, args, metrics, summary)
+        for tracker in self.accelerator.trackers if self.accelerator else []:
+            tracker.finish()  # not end_training(): the process group stays for the caller
