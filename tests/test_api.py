@@ -240,6 +240,42 @@ def test_tensorboard_gets_every_step_and_none_writes_nothing(tmp_path):
     assert not list(quiet.rglob("events.out.tfevents.*"))
 
 
+class TableTracker:
+    """A tracker that keeps tables, as wandb's does (accelerate's log_table)."""
+
+    name = "tables"
+
+    def __init__(self):
+        self.tables, self.steps = [], []
+
+    def log(self, values, step=None, **kwargs):
+        self.steps.append(step)
+
+    def log_table(self, table_name, columns=None, data=None, step=None, **kwargs):
+        self.tables.append((table_name, columns, data, step))
+
+    def finish(self):
+        pass
+
+
+def test_completions_table_goes_to_trackers_with_tables(tmp_path):
+    from ple import PLETrainer
+
+    trainer = PLETrainer(model="tiny", args=small(tmp_path), reward_funcs="vader")
+    tracker = TableTracker()
+    trainer.accelerator.trackers.append(tracker)
+    trainer.train()
+    samples = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
+    assert tracker.steps == [1, 2]
+    assert [(name, step) for name, _, _, step in tracker.tables] == [("completions", 1),
+                                                                      ("completions", 2)]
+    columns = tracker.tables[0][1]
+    assert {"query", "response", "response_prompt", "reward", "reward_prompt", "branch",
+            "w"} <= set(columns)
+    logged = [dict(zip(columns, row)) for _, _, data, _ in tracker.tables for row in data]
+    assert logged == samples
+
+
 def test_unknown_tracker_is_refused():
     from ple import PLEConfig
 

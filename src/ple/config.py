@@ -206,8 +206,10 @@ class TrainConfig:
         metadata=_doc("Experiment trackers that get every step's metrics, through accelerate: "
                       "none, or a comma-separated list of tensorboard, wandb, trackio, "
                       "comet_ml, mlflow, aim, clearml, dvclive, swanlab (each needs its "
-                      "package); TensorBoard writes to OUTPUT_DIR/runs. metrics.jsonl is "
-                      "written either way. Default none."),
+                      "package); TensorBoard writes to OUTPUT_DIR/runs. Trackers that keep "
+                      "tables (wandb) also get every step's samples as a `completions` table "
+                      "(for PLE: query, y, y', s, s', branch, w). metrics.jsonl and "
+                      "samples.jsonl are written either way. Default none."),
     )
 
     def __post_init__(self):

@@ -329,7 +329,7 @@ class OnlineTrainer:
                    disable=not self.accelerator.is_main_process)
         with self.writer.open():
             for step in bar:
-                row = self._step(step, self._queries_for_step(step), self.writer.samples)
+                row = self._step(step, self._queries_for_step(step))
                 state.global_step = step
                 if a.eval_steps and step % a.eval_steps == 0:
                     evaluation = eval_row(self.evaluate())
@@ -373,9 +373,9 @@ class OnlineTrainer:
     def _saved_dir(self, out: Path) -> Path:
         return out / ("adapter" if self.args.use_lora else "model")
 
-    def _step(self, step: int, queries: list[str], samples_f) -> dict:
-        """One step of the method on a mini-batch of queries; writes its samples rows and
-        returns its metrics row."""
+    def _step(self, step: int, queries: list[str]) -> dict:
+        """One step of the method on a mini-batch of queries; writes its samples rows
+        (self.writer.sample) and returns its metrics row."""
         raise NotImplementedError
 
     def _progress(self, row: dict) -> dict:

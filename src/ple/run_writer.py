@@ -45,7 +45,7 @@ class RunWriter:
     def __init__(self, out: Path, accelerator=None):
         self.out, self.accelerator = out, accelerator
         self.main = accelerator is None or accelerator.is_main_process
-        self.samples = None  # samples.jsonl while the loop runs (open)
+        self._step_samples: list[dict] = []
 
     def start(self, args) -> None:
         """A new run: its config and empty metrics and samples files."""
@@ -65,16 +65,29 @@ class RunWriter:
         """metrics.jsonl and samples.jsonl open for appending while the loop runs."""
         metrics = self.out / "metrics.jsonl" if self.main else os.devnull
         samples = self.out / "samples.jsonl" if self.main else os.devnull
-        with open(metrics, "a") as self._metrics, open(samples, "a") as self.samples:
+        with open(metrics, "a") as self._metrics, open(samples, "a") as self._samples:
             yield
-        self.samples = None
+
+    def sample(self, record: dict) -> None:
+        """One samples.jsonl row of the current step (its columns are the method's)."""
+        self._samples.write(json.dumps(record) + "\n")
+        self._step_samples.append(record)
 
     def log(self, row: dict) -> None:
-        """One step's metrics row: to metrics.jsonl, and to the trackers."""
+        """A step's metrics row to metrics.jsonl and the trackers; its samples (for PLE:
+        query, y, y', s, s', branch, w) as a `completions` table to the trackers that keep
+        tables (wandb's log_table)."""
+        self._samples.flush()
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
-        if self.accelerator.trackers:
-            self.accelerator.log(scalars(row), step=row["step"])
+        samples, self._step_samples = self._step_samples, []
+        if not (self.accelerator and self.accelerator.trackers):
+            return
+        self.accelerator.log(scalars(row), step=row["step"])
+        for tracker in self.accelerator.trackers:
+            if samples and hasattr(tracker, "log_table"):
+                tracker.log_table("completions", columns=list(samples[0]),
+                                  data=[list(r.values()) for r in samples], step=row["step"])
 
     def checkpoint(self, step: int, weights: dict, optimizer_state: dict, state: dict,
                    pairs: list, rng: list) -> None:

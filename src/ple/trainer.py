@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -106,7 +105,7 @@ class PLETrainer(OnlineTrainer):
                 "purity": {str(e): share for e, (share, _) in purity.items()},
                 "purity_n": {str(e): n for e, (_, n) in purity.items()}}
 
-    def _step(self, step: int, queries: list[str], samples_f) -> dict:
+    def _step(self, step: int, queries: list[str]) -> dict:
         tau = losses.threshold(self.args.tau0, self.args.alpha, step)
         t0 = time.perf_counter()
         mine = share(self.accelerator, queries)
@@ -132,12 +131,11 @@ class PLETrainer(OnlineTrainer):
             new_rank += rank
             w, w_prompt = (None, None) if rank else losses.label_weights(pair.reward,
                                                                          pair.reward_prompt)
-            samples_f.write(json.dumps({
+            self.writer.sample({
                 "step": step, "query": pair.query, "response": texts[i],
                 "response_prompt": texts[n + i], "reward": pair.reward,
                 "reward_prompt": pair.reward_prompt, "tau": tau,
-                "branch": "rank" if rank else "weighted", "w": w, "w_prompt": w_prompt}) + "\n")
-        samples_f.flush()
+                "branch": "rank" if rank else "weighted", "w": w, "w_prompt": w_prompt})
         truncated = getattr(self.reward, "truncated", None)
         return {"step": step, "tau": tau, "n_queries": n, "buffer_size": len(self.buffer),
                 **trained,

@@ -24,7 +24,6 @@ Like the adapter-disabled reference it is the model before any SFT warm-up.
 from __future__ import annotations
 
 import copy
-import json
 import random
 import time
 from pathlib import Path
@@ -136,7 +135,7 @@ class PPOTrainer(OnlineTrainer):
         self.totals["optimizer_steps"] += n_updates
         return {**{k: v / n_updates for k, v in sums.items()}, "n_updates": n_updates}
 
-    def _step(self, step: int, queries: list[str], samples_f) -> dict:
+    def _step(self, step: int, queries: list[str]) -> dict:
         t0 = time.perf_counter()
         plain = [self.prompter.ids(q) for q in queries]
         responses, texts = self._sample(plain)
@@ -152,9 +151,8 @@ class PPOTrainer(OnlineTrainer):
         trained = self._update(batch, old_logp, old_values, advantages, returns, mask, step)
         t3 = time.perf_counter()
         for query, text, score in zip(queries, texts, scores):
-            samples_f.write(json.dumps({"step": step, "query": query, "response": text,
-                                        "reward": score}) + "\n")
-        samples_f.flush()
+            self.writer.sample({"step": step, "query": query, "response": text,
+                                "reward": score})
         n = len(queries)
         truncated = getattr(self.reward, "truncated", None)
         return {"step": step, "n_queries": n, "reward_mean": sum(scores) / n, **trained,

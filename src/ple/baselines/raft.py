@@ -7,7 +7,6 @@ SFT (Eq. 1). The paper's baseline is RAFT-4 (K = 4).
 
 from __future__ import annotations
 
-import json
 import time
 
 from ple.config import RAFTConfig
@@ -22,7 +21,7 @@ class RAFTTrainer(OnlineTrainer):
     method = "raft"
     config_class = RAFTConfig
 
-    def _step(self, step: int, queries: list[str], samples_f) -> dict:
+    def _step(self, step: int, queries: list[str]) -> dict:
         k = self.args.raft_k
         t0 = time.perf_counter()
         mine = share(self.accelerator, queries)
@@ -42,10 +41,9 @@ class RAFTTrainer(OnlineTrainer):
         self.totals["optimizer_steps"] += len(updates)
         t3 = time.perf_counter()
         for i, query in enumerate(queries):
-            samples_f.write(json.dumps({
+            self.writer.sample({
                 "step": step, "query": query, "response": texts[best[i]],
-                "reward": scores[best[i]], "rewards": scores[i * k:(i + 1) * k]}) + "\n")
-        samples_f.flush()
+                "reward": scores[best[i]], "rewards": scores[i * k:(i + 1) * k]})
         n = len(queries)
         return {"step": step, "n_queries": n, "n_kept": n,
                 "reward_mean": sum(scores) / len(scores),
