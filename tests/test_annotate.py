@@ -472,6 +472,7 @@ def test_report_and_export_from_the_cli(tmp_path):
     assert run_ple("annotate", "export", "--db", db).stdout == csv_path.read_text()
 
 
+@pytest.mark.slow
 def test_cli_serve_prints_the_link_needs_the_token_and_stops_on_ctrl_c(tmp_path):
     a, b, _ = make_files(tmp_path, 3)
     db = tmp_path / "j.sqlite"
@@ -515,6 +516,7 @@ def test_cli_serve_prints_the_link_needs_the_token_and_stops_on_ctrl_c(tmp_path)
     assert Store(db).n_pairs == 3
 
 
+@pytest.mark.slow
 def test_serve_on_a_port_in_use_is_one_line(tmp_path):
     import socket
 

@@ -37,9 +37,10 @@ READY = ("n => document.getElementById('done') || (document.getElementById('prog
 LOADED = ("() => document.getElementById('done') || "
           "document.documentElement.dataset.keys == 'ready'")
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is absent (Debian's chromium package; "
-                                       f"`make test` installs it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"{CHROMIUM} is absent (Debian's chromium package; "
+                                        f"`make test` installs it)")]
 
 
 @pytest.fixture(scope="module")

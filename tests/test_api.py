@@ -22,6 +22,7 @@ def small(tmp_path, **fields):
                         "max_new_tokens": 6, **fields})
 
 
+@pytest.mark.slow
 def test_readme_python_quick_start_runs_as_written(tmp_path, monkeypatch):
     """The first ```python block of README.md, on `tiny` instead of the real model."""
     block = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
@@ -35,6 +36,7 @@ def test_readme_python_quick_start_runs_as_written(tmp_path, monkeypatch):
     assert (out / "adapter" / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_grpo_style_reward_function_and_conversational_dataset(tmp_path):
     """A reward function written for TRL's GRPOTrainer (prompts, completions, **kwargs with
     the dataset's other columns) and a dataset of conversations train PLE unchanged; a
@@ -88,6 +90,7 @@ def test_weighted_reward_functions(tmp_path):
     assert trainer.args.reward == "2*one + 0.5*length"
 
 
+@pytest.mark.slow
 def test_callbacks_see_each_step_and_can_stop_training(tmp_path):
     from transformers import TrainerCallback
 
@@ -122,6 +125,7 @@ def test_callbacks_see_each_step_and_can_stop_training(tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_python_run_can_be_evaluated_and_resumed_by_the_cli(tmp_path):
     """config.yaml records what ran (here the non-default model `tiny` and the reward), so
     `ple eval --adapter` and `ple train --resume` work on a run started from Python."""
@@ -147,6 +151,7 @@ def test_python_run_can_be_evaluated_and_resumed_by_the_cli(tmp_path):
     assert [json.loads(r)["step"] for r in open(out / "metrics.jsonl")] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resume_from_a_named_checkpoint(tmp_path):
     from ple import PLETrainer
     from ple.errors import UserError
@@ -199,6 +204,7 @@ def test_bad_dataset_rows_name_the_row():
         dataset_queries([{"prompt": "a", "k": 1}, {"prompt": "a", "k": 2}], "train_dataset")
 
 
+@pytest.mark.slow
 def test_importing_ple_changes_no_global_state():
     """No matplotlib backend chosen, no warning filter, logging handler or level set."""
     import subprocess
@@ -217,6 +223,7 @@ def test_importing_ple_changes_no_global_state():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_every_step_and_none_writes_nothing(tmp_path):
     """report_to through accelerate's trackers: TensorBoard's event files hold each step's
     metrics (read back offline); report_to none writes no event file."""
@@ -258,6 +265,7 @@ class TableTracker:
         pass
 
 
+@pytest.mark.slow
 def test_completions_table_goes_to_trackers_with_tables(tmp_path):
     from ple import PLETrainer
 

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import run_ple
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 
 def assert_refused(result, message, out=None):
     assert result.returncode == 2, result.stderr[-1500:]

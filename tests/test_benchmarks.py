@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import SHARED_DATA, run_ple
 
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "imdb").is_dir(),
-                                reason="needs ../shared/data (the IMDb slice)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (SHARED_DATA / "imdb").is_dir(),
+                                 reason="needs ../shared/data (the IMDb slice)")]
 
 
 def isolate_rewards(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import run_ple
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

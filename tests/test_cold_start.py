@@ -12,6 +12,8 @@ import pytest
 
 from test_bad_inputs import assert_refused
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 # ple's own progress bars (tqdm redraws them with carriage returns on stderr).
 OWN_BARS = re.compile(r"^(PLE|held-out evaluation|reference perplexity):")
 

@@ -13,6 +13,8 @@ import yaml
 
 from conftest import REPO, run_ple
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 CONFIG = REPO / "configs" / "compare" / "tiny.yaml"
 SEEDS = (0, 1)
 REVIEWS = [

@@ -93,6 +93,7 @@ def nll_sum(model, prompt: list[int], target: list[int]) -> float:
                                  reduction="sum"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chat", [True, False])
 def test_reference_perplexity_is_exp_mean_nll(adapter_run, imdb_test, tmp_path, chat):
     # Batches of 3 mix lengths (left padding); 11 tokens cut about half the references.
@@ -120,6 +121,7 @@ def test_reference_perplexity_is_exp_mean_nll(adapter_run, imdb_test, tmp_path, 
                                                            rel=1e-3)
 
 
+@pytest.mark.slow
 def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_path,
                                                    monkeypatch):
     from ple.evaluation import heldout
@@ -147,6 +149,7 @@ def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_p
     assert result["distinct_2"] == distinct_n(texts, 2)
 
 
+@pytest.mark.slow
 def test_bleu_is_sacrebleu_corpus_bleu(tmp_path):
     import sacrebleu
 
@@ -173,6 +176,7 @@ def test_bleu_is_sacrebleu_corpus_bleu(tmp_path):
         f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
 
 
+@pytest.mark.slow
 def test_samples_rows_complete_and_counts(imdb_test, tmp_path):
     from ple.rewards.vader import VaderReward
 
@@ -193,6 +197,7 @@ def test_samples_rows_complete_and_counts(imdb_test, tmp_path):
     assert result["reward"] == "vader"
 
 
+@pytest.mark.slow
 def test_extra_rewards_score_the_same_responses(imdb_test, tmp_path):
     """A second scorer beside the reward: its score of each response, and mean ± SE."""
     from ple.rewards.vader import VaderReward
@@ -228,6 +233,7 @@ def test_long_queries_are_dropped_and_counted(imdb_test, tmp_path):
     assert result["n"] == len(rows) == sum(n == limit for n in lengths)
 
 
+@pytest.mark.slow
 def test_builtin_heldout_queries_have_no_references(tmp_path):
     result, rows = run_eval(tmp_path / "e", "-n", "3")
     assert result["test_data"] == "(built-in imdb held-out queries)"
@@ -235,6 +241,7 @@ def test_builtin_heldout_queries_have_no_references(tmp_path):
     assert len(rows) == 3 and all(row["reference"] is None for row in rows)
 
 
+@pytest.mark.slow
 def test_greedy_and_seeded_sampling_are_reproducible(imdb_test, tmp_path):
     runs = {}
     for name, flags in [("g1", ["--greedy"]), ("g2", ["--greedy"]), ("s1", []), ("s2", [])]:
@@ -328,6 +335,7 @@ def test_out_of_range_flag(tmp_path):
     assert_refused(result, "-n 0: must be >= 1", out)
 
 
+@pytest.mark.slow
 def test_earlier_evaluation_is_kept_unless_overwrite(tmp_path):
     out = tmp_path / "e"
     first, _ = run_eval(out, "-n", "1")

@@ -9,8 +9,9 @@ import torch
 from conftest import prompts
 from test_rewards import _save_tiny_classifier
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU (none on this machine)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason="needs a CUDA GPU (none on this machine)")]
 
 
 def test_two_ple_steps_with_a_classifier_reward_on_the_gpu(tmp_path):

@@ -3,6 +3,7 @@ run is otherwise the same, and the key reaches TRL for the methods it trains."""
 
 import json
 
+import pytest
 import torch
 import transformers
 
@@ -12,6 +13,8 @@ from ple.models import load_policy, paper_lora
 from ple.trainer import PLETrainer
 from test_multiprocess import QUERIES, SEED, LengthReward, assert_close_rows, \
     assert_close_tensors, rows
+
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
 
 
 def train(tmp_path, name: str, checkpointing: bool) -> tuple[PLETrainer, int]:

@@ -23,6 +23,8 @@ from ple.errors import UserError
 from ple.models import paper_lora
 from ple.trainer import PLETrainer
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 REWARD = """
 def score(prompts, completions):
     return [len(c) / 20 - c.count("e") / 5 for c in completions]
@@ -39,7 +41,7 @@ SEED = 5
 on_cpu = pytest.mark.skipif(torch.cuda.is_available(), reason="compares CPU runs")
 FLAGS = ["--model", "tiny", "--task", "imdb", "--batch-size", "7", "--max-new-tokens", "8",
          "--top-k", "1", "--seed", SEED, "--reward", "multiprocess_reward:score",
-         "--learning-rate", "1e-2", "--save-steps", "1"]
+         "--learning-rate", "1e-2", "--save-steps", "1", "--replay-window", "0"]
 
 
 def free_port() -> int:
@@ -190,7 +192,7 @@ def make_trainer(tmp_path, name, **overrides):
     cfg = load_config(None, {"model": "tiny", "task": "imdb", "max_steps": 2, "batch_size": 7,
                              "max_new_tokens": 8, "top_k": 1, "seed": SEED,
                              "learning_rate": 1e-2, "output_dir": str(tmp_path / name),
-                             **overrides})
+                             "replay_window": 0, **overrides})
     return PLETrainer(model="tiny", args=cfg, reward_funcs=LengthReward(),
                       train_dataset=prompts(QUERIES), peft_config=paper_lora())
 

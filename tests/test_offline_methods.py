@@ -10,6 +10,8 @@ from safetensors.torch import load_file
 from conftest import run_ple
 from ple.models import load_policy
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 
 def unchanged_lora(adapter_dir) -> list[str]:
     """Adapter tensors equal to their initial values (the run seeds LoRA's init with 0)."""

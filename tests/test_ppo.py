@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -12,6 +13,8 @@ from ple.config import load_config
 from ple.models import paper_lora
 from ple.rewards.vader import VaderReward
 from ple.sequences import pack
+
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
 
 QUERIES = ["The film opens with", "I expected more from", "Nobody told me"]
 

@@ -16,6 +16,8 @@ from ple.sequences import pack, response_token_logprobs
 from ple.trainer import PLETrainer
 from ple.rewards.vader import VaderReward
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 # Rewards spread over [0, 1.2] by response length, so the margins below are all reached
 # by some pairs and not by others.
 CHARS_REWARD = "def score(prompts, completions):\n    return [len(c) / 40 for c in completions]\n"

@@ -11,6 +11,8 @@ from ple.config import load_config
 from ple.models import paper_lora
 from ple.rewards.vader import VaderReward
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 
 def test_raft_trains_every_parameter_and_keeps_the_best(tmp_path):
     cfg = load_config(None, {"method": "raft", "model": "tiny", "task": "imdb",

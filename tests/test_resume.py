@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 
 from conftest import run_ple
 
+pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
+
 SLOW_REWARD = """
 import time
 

@@ -203,6 +203,7 @@ def test_preference_dir_serves_in_its_training_format(preference_dir):
     assert reward.score([HH_PROMPT], [" a fun film"]) == pytest.approx([direct], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_saved_classifier_is_a_reward_for_ple_train(classifier_dir, tmp_path):
     from ple.rewards.classifier import ClassifierReward
 
@@ -235,6 +236,7 @@ def test_fit_probe_separates_and_undoes_the_scaling():
     assert abs(w[2]) > 10 * abs(w[0]) * 1000.0  # w is for the unscaled features
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["classifier", "preference"])
 def test_probe_sets_the_head_to_the_fitted_regression(kind):
     from ple.rewards.train import (PROBE_L2, RewardTrainConfig, encode, fit_probe,

@@ -26,6 +26,7 @@ def make_trainer(tmp_path, reward=None, **overrides):
                       peft_config=paper_lora() if cfg.use_lora else None)
 
 
+@pytest.mark.slow
 def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
     trainer = make_trainer(tmp_path, replay_window=0)
     before = trainable_snapshot(trainer.model)
@@ -41,6 +42,7 @@ def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
     assert rows[-1]["generated_responses"] == 16 and rows[-1]["optimizer_steps"] == 2
 
 
+@pytest.mark.slow
 def test_full_finetuning_changes_every_weight(tmp_path):
     trainer = make_trainer(tmp_path, use_lora=False, learning_rate=1e-2)
     before = trainable_snapshot(trainer.model)
@@ -49,6 +51,7 @@ def test_full_finetuning_changes_every_weight(tmp_path):
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_replay_window_bounds_what_is_trained(tmp_path):
     trainer = make_trainer(tmp_path, replay_window=1, max_steps=3)
     trainer.train()
@@ -57,6 +60,7 @@ def test_replay_window_bounds_what_is_trained(tmp_path):
     assert [r["n_rank"] + r["n_weighted"] for r in rows] == [4, 4, 4]
 
 
+@pytest.mark.slow
 def test_adapter_loads_with_peft(tmp_path):
     make_trainer(tmp_path, max_steps=1).train()
     base, _ = load_policy("tiny", seed=0)
@@ -64,6 +68,7 @@ def test_adapter_loads_with_peft(tmp_path):
     assert any("lora_A" in n for n, _ in model.named_parameters())
 
 
+@pytest.mark.slow
 def test_y_and_y_prime_are_scored_against_the_plain_query(tmp_path, monkeypatch):
     """Alg. 1 line 9: s' = R(x, y'), never R([p, x], y')."""
     seen = []
@@ -118,6 +123,7 @@ def test_batch_larger_than_query_set_cycles_through_it(tmp_path):
     assert all(seen[i:i + 5].count(q) == 1 for i in range(0, 35, 5) for q in QUERIES)
 
 
+@pytest.mark.slow
 def test_ablation_without_rank_loss_uses_two_plain_samples(tmp_path):
     trainer = make_trainer(tmp_path, ablation="no_rank", max_steps=1)
     prompts_seen = []
@@ -135,6 +141,7 @@ def test_ablation_without_rank_loss_uses_two_plain_samples(tmp_path):
     assert all(r["w"] == pytest.approx(-r["w_prompt"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_ablation_without_weighted_sft_trains_only_rank_pairs(tmp_path):
     import types
     import sys
