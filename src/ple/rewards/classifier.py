@@ -91,8 +91,10 @@ class ClassifierReward:
         scores = []
         for i in range(0, len(texts), self._batch_size):
             chunk = texts[i:i + self._batch_size]
-            lengths = [len(ids) for ids in
-                       self._tokenizer(chunk, add_special_tokens=special)["input_ids"]]
+            # Measured whole to count what is cut (the count is ple's report, so transformers'
+            # warning about the long sequence is not shown).
+            lengths = [len(ids) for ids in self._tokenizer(
+                chunk, add_special_tokens=special, verbose=False)["input_ids"]]
             self.truncated += sum(n > limit for n in lengths)
             batch = self._tokenizer(chunk, padding=True, truncation=True,
                                     add_special_tokens=special, return_tensors="pt")
