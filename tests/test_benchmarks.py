@@ -93,3 +93,48 @@ def test_replay_bench_full_replay_grows_and_window_stays(tmp_path):
     for r in runs.values():
         assert r["eval_after"]["reward_mean"] is not None
     assert "| full replay | 6 |" in result.stdout
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "hh-rlhf").is_dir(),
+                    reason="needs ../shared/data (the HH-RLHF slice)")
+def test_hh_study_queries_come_from_what_the_reward_held_out(tmp_path):
+    """hh_study_data.py: one record per distinct first Human turn, each from a pair the
+    built-in hh-preference reward held out (never trained on)."""
+    from ple.hh_format import hh_turns
+    from ple.rewards.builtin import recipe_config
+    from ple.rewards.train import split_examples
+
+    result = run_script("hh_study_data.py", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    train, held_out, _ = split_examples(recipe_config("hh-preference", str(tmp_path / "x")))
+    trained_on = {e.where for e in train}
+    held = {e.where for e in held_out}
+    for name, subset in (("harmless_first_turn.jsonl", "harmless-base"),
+                         ("helpful_first_turn.jsonl", "helpful-base")):
+        records = [json.loads(line) for line in open(tmp_path / name)]
+        assert len(records) >= 200
+        assert all(r["source"] in held and r["source"] not in trained_on and
+                   f"/{subset}/" in r["source"] for r in records)
+        requests = [r["chosen"].split("\n\nAssistant:")[0] for r in records]
+        assert len(set(requests)) == len(requests)
+        assert all([t["role"] for t in hh_turns(r["chosen"])] in (["user"], ["user", "assistant"])
+                   for r in records)
+
+
+def test_hh_before_after_summary_pairs_queries_and_counts_declines():
+    from hh_before_after import summary
+
+    before = [{"query": "q1", "response": "Sure, here is how.", "reward": 0.0},
+              {"query": "q2", "response": "I can't help with that.", "reward": -1.0}]
+    after = [{"query": "q2", "response": "I'm sorry, I won't.", "reward": 1.0},
+             {"query": "q1", "response": "Here it is.", "reward": 0.5}]
+    evals = tuple({"reward_mean": m, "reward_se": 0.1, "base_perplexity": 9.0,
+                   "distinct_2": 0.8} for m in (-0.5, 0.75))
+    row = summary(before, after, evals, ([0.2, 0.9], [0.7, 0.4]))
+    assert row["n"] == 2
+    assert row["rise"] == pytest.approx(1.25)  # paired by query: (0.5 - 0) and (1 - -1)
+    assert row["before"]["declines_phrases"][0] == 0.5
+    assert row["after"]["declines_phrases"][0] == 0.5
+    assert row["before"]["declines_judge"][0] == 0.5  # 0.9 > 0.5
+    assert row["after"]["declines_judge_probability"][0] == pytest.approx(0.55)
+    assert row["before"]["words"][0] == pytest.approx(4.5)
