@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -77,11 +76,12 @@ def ple_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> list
     trainer._generate = meter.around("generate", trainer._generate, then="train")
     reward.score = meter.around("score", reward.score, then="train")
     records = []
-    with open(os.devnull, "w") as samples_f:
+    trainer.writer.start(cfg)  # its samples rows are part of a step's cost
+    with trainer.writer.open():
         for step in range(1, cfg.max_steps + 1):
             before = trainer.totals["generated_tokens"]
             meter.enter("train")
-            trainer._step(step, trainer._queries_for_step(step), samples_f)
+            trainer._step(step, trainer._queries_for_step(step))
             records.append(meter.finish(tokens=trainer.totals["generated_tokens"] - before))
     return records
 
