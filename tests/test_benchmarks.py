@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -138,3 +139,62 @@ def test_hh_before_after_summary_pairs_queries_and_counts_declines():
     assert row["before"]["declines_judge"][0] == 0.5  # 0.9 > 0.5
     assert row["after"]["declines_judge_probability"][0] == pytest.approx(0.55)
     assert row["before"]["words"][0] == pytest.approx(4.5)
+
+
+def test_diagnostics_terms_by_hand():
+    """Eq. 6's terms as the probe splits them: one rank pair, one weighted pair."""
+    from ple_diagnostics import gradient_parts, term_losses
+
+    logp_sum = torch.tensor([-4.0, -6.0, -2.0, -9.0], requires_grad=True)  # y1 y2 y'1 y'2
+    t = {"is_rank": torch.tensor([True, False]), "logp_sum": logp_sum,
+         "weights": torch.tensor([[0.0, 0.0], [0.5, -0.5]]),  # pair 2: y up, y' down
+         "rank": torch.tensor([-0.3, 9.9]), "anchor": torch.tensor([1.0, 3.0])}
+    terms = term_losses(t, anchor_coef=0.5)
+    assert float(terms["rank"].detach()) == pytest.approx(-0.3 / 2)  # the rank pair's only
+    assert float(terms["wsft_positive"].detach()) == pytest.approx(-(0.5 * -6.0) / 2)
+    assert float(terms["wsft_negative"].detach()) == pytest.approx(-(-0.5 * -9.0) / 2)
+    assert float(terms["anchor"].detach()) == pytest.approx(0.5 * 2.0)
+    assert float(terms["rank_unnormalised"].detach()) == pytest.approx(-(-2.0 + 4.0) / 2)
+    w = torch.tensor([1.0, 2.0, -1.0], requires_grad=True)
+    t = {"is_rank": torch.tensor([True, False]), "logp_sum": w.sum() * torch.ones(4),
+         "weights": torch.tensor([[0.0, 0.0], [0.5, -0.5]]), "rank": (w * w).sum().expand(2),
+         "anchor": w[0].expand(2)}
+    parts = gradient_parts(t, 1.0, [w])
+    trained = ("rank", "wsft_positive", "wsft_negative", "anchor")
+    assert sum(parts[f"share_{k}"] for k in trained) == pytest.approx(1.0)
+    assert parts["grad_norm_rank"] == pytest.approx(float((2 * w / 2).norm()))
+
+
+def test_diagnostics_probe_leaves_training_as_it_was(tmp_path, monkeypatch):
+    """The probed run trains exactly as `ple train` does with the same flags; its margins
+    before the update are the ones the trainer logs."""
+    from ple.cli import main as ple_main
+    from ple_diagnostics import main
+
+    (tmp_path / "diag_chars.py").write_text(
+        "def score(prompts, completions):\n    return [len(c) / 40 for c in completions]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    flags = ["--model", "tiny", "--max-steps", "3", "--batch-size", "4", "--max-new-tokens",
+             "10", "--reward", "diag_chars:score", "--tau0", "0.1", "--lora-dropout", "0",
+             "--learning-rate", "1e-2"]
+    out = tmp_path / "diag.json"
+    assert main([*flags, "--output-dir", str(tmp_path / "probed"), "--out", str(out)]) == 0
+    assert ple_main(["train", *flags, "--output-dir", str(tmp_path / "plain")]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    read = lambda d: [json.loads(x) for x in open(tmp_path / d / "metrics.jsonl")]  # noqa: E731
+    probed, plain = read("probed"), read("plain")
+    keys = ("loss", "loss_rank", "loss_wsft", "reward_mean", "margin_rank", "grad_norm")
+    assert [[r[k] for k in keys] for r in probed] == [[r[k] for k in keys] for r in plain]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert sum(r["n_rank"] for r in rows) > 0 and sum(r["n_weighted"] for r in rows) > 0
+    for row, logged in zip(rows, probed):
+        assert (row["n_rank"], row["n_weighted"]) == (logged["n_rank"], logged["n_weighted"])
+        for b in ("rank", "weighted"):
+            if logged[f"margin_{b}"] is None:
+                assert row[f"margin_{b}_before"] is None
+            else:
+                assert row[f"margin_{b}_before"] == pytest.approx(logged[f"margin_{b}"],
+                                                                  abs=1e-4)
+        shares = [row[f"share_{k}"] for k in ("rank", "wsft_positive", "wsft_negative",
+                                              "anchor")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-4)

@@ -32,6 +32,7 @@ def test_metrics_fields(run_dir):
     assert [r["step"] for r in rows] == [1, 2, 3]
     for key in ("step", "tau", "n_queries", "buffer_size", "n_rank", "n_weighted",
                 "reward_mean", "reward_prompt_mean", "loss", "loss_rank", "loss_wsft",
+                "margin_rank", "margin_weighted",
                 "seconds_generate", "seconds_score", "seconds_train"):
         assert all(key in r for r in rows), key
     assert [r["tau"] for r in rows] == pytest.approx([0.2, 0.18, 0.162])

@@ -2,6 +2,7 @@
 moves the log-probabilities the way Eqs. 3-5 say, and the principle prompt never reaches a
 training forward pass (it guides sampling only)."""
 
+import pytest
 import torch
 
 from conftest import prompts
@@ -47,6 +48,9 @@ def test_a_rank_update_raises_the_length_normalised_margin(tmp_path):
     before = y_prompt / len(pair.guided_ids) - y / len(pair.response_ids)
     row = trainer._update([pair], tau=0.2, step=1)
     assert (row["n_rank"], row["n_weighted"], row["n_updates"]) == (1, 0, 1)
+    # The logged margin is the pair's, under the model before its update.
+    assert row["margin_rank"] == pytest.approx(before, abs=1e-5)
+    assert row["margin_weighted"] is None
     y, y_prompt = logps(trainer, pair)
     after = y_prompt / len(pair.guided_ids) - y / len(pair.response_ids)
     assert after > before + 1e-3
@@ -59,6 +63,9 @@ def test_a_weighted_update_raises_the_better_response(tmp_path):
     y_before, y_prompt_before = logps(trainer, pair)
     row = trainer._update([pair], tau=0.2, step=1)
     assert (row["n_rank"], row["n_weighted"]) == (0, 1)
+    assert row["margin_rank"] is None
+    assert row["margin_weighted"] == pytest.approx(
+        y_prompt_before / len(pair.guided_ids) - y_before / len(pair.response_ids), abs=1e-5)
     y_after, y_prompt_after = logps(trainer, pair)
     assert y_after > y_before + 1e-3
     assert y_prompt_after < y_prompt_before - 1e-3

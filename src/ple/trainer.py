@@ -27,6 +27,10 @@ from ple.sequences import pack, response_token_logprobs
 from ple.update import gather, share
 
 
+def mean_or_none(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 class PLETrainer(OnlineTrainer):
     """Train a model with PLE (see ple.online.OnlineTrainer for the arguments)."""
 
@@ -46,9 +50,11 @@ class PLETrainer(OnlineTrainer):
         return (plain, *self._sample(plain + [self.prompter.ids(q, guided=guided)
                                               for q in queries]))
 
-    def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
-        """Eq. 6 for a mini-batch of pairs; y and y' both continue the plain query x. Also
-        returns the length-normalised log-probs of y and y' (no gradient), for purity."""
+    def _pair_terms(self, pairs: list[ScoredPair], tau: float) -> dict:
+        """One forward pass over a mini-batch of pairs (y and y' both continue the plain
+        query x): per pair, the log-probs of y (first half of `logp_sum`, `logp_norm`) and
+        of y' (second half), Eq. 5's weights, the branch, and each term of Eq. 6 before the
+        mini-batch's reduction."""
         n = len(pairs)
         batch = pack([p.prompt_ids for p in pairs] * 2,
                      [p.response_ids for p in pairs] + [p.guided_ids for p in pairs],
@@ -68,8 +74,17 @@ class PLETrainer(OnlineTrainer):
         # The better response of a pair: y' on the rank branch, else the higher-scored one.
         guided_better = is_rank | (weights[:, 1] > weights[:, 0])
         anchor = -torch.where(guided_better, logp_norm[n:], logp_norm[:n])
-        return {**losses.ple_loss(rank, wsft, is_rank, anchor, self.args.sft_anchor),
-                "logp": logp_norm[:n].tolist(), "logp_prompt": logp_norm[n:].tolist()}
+        return {"logp_sum": logp_sum, "logp_norm": logp_norm, "weights": weights,
+                "is_rank": is_rank, "rank": rank, "wsft": wsft, "anchor": anchor}
+
+    def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
+        """Eq. 6 for a mini-batch of pairs, with the length-normalised log-probs of y and y'
+        (no gradient), for purity and the margins."""
+        t = self._pair_terms(pairs, tau)
+        n = len(pairs)
+        return {**losses.ple_loss(t["rank"], t["wsft"], t["is_rank"], t["anchor"],
+                                  self.args.sft_anchor),
+                "logp": t["logp_norm"][:n].tolist(), "logp_prompt": t["logp_norm"][n:].tolist()}
 
     def _branch_is_rank(self, pair: ScoredPair, tau: float) -> bool:
         # Without L_rank there is no principle-guided response to rank: all pairs are "similar".
@@ -79,8 +94,10 @@ class PLETrainer(OnlineTrainer):
     def _update(self, pairs: list[ScoredPair], tau: float, step: int) -> dict:
         """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled.
 
-        Level-set purity is measured on the pairs trained, each with the log-probs of its
-        own forward pass, i.e. under the model as it was just before that pair's update."""
+        Level-set purity and the branches' mean margins (length-normalised log pi(y'|x) minus
+        log pi(y|x); None when a branch has no pair) are measured on the pairs trained, each
+        with the log-probs of its own forward pass, i.e. under the model as it was just
+        before that pair's update."""
         random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
         n_rank = sum(self._branch_is_rank(p, tau) for p in pairs)
         n_weighted = len(pairs) - n_rank
@@ -100,8 +117,12 @@ class PLETrainer(OnlineTrainer):
         logged = {key: value / max(n_updates, 1) for key, value in sums.items()}
         purity = level_set_purity([p.reward for p in pairs], [p.reward_prompt for p in pairs],
                                   logp, logp_prompt, self.args.purity_margins)
+        margins = [b - a for a, b in zip(logp, logp_prompt)]
+        ranked = [self._branch_is_rank(p, tau) for p in pairs]
         return {**logged, "n_rank": n_rank, "n_weighted": n_weighted,
                 "n_updates": n_updates,
+                "margin_rank": mean_or_none([m for m, r in zip(margins, ranked) if r]),
+                "margin_weighted": mean_or_none([m for m, r in zip(margins, ranked) if not r]),
                 "purity": {str(e): share for e, (share, _) in purity.items()},
                 "purity_n": {str(e): n for e, (_, n) in purity.items()}}
 
