@@ -5,6 +5,7 @@ self-contained HTML that escapes model text, reuse of finished runs, and bad con
 import html
 import json
 import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def write_config(root: Path, **changes) -> Path:
     (root / "length_score.py").write_text("def score(prompts, completions):\n"
                                           "    return [len(c) / 10 for c in completions]\n")
     cfg["eval"]["extra_rewards"] = "length_score:score"
-    cfg["common"].update(changes)
+    # A checkpoint every step, so that a run can stop between two of them.
+    cfg["common"].update({"save_steps": 1, **changes})
     path = root / "compare.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -61,14 +63,20 @@ def first(tmp_path_factory):
 @pytest.fixture(scope="module")
 def second(first):
     """The same command again, after a `<script>` response was planted in ple's seed-0
-    evaluation and raft seed 1 was made unfinished (its summary.json deleted)."""
+    evaluation, raft seed 1 was left as a run stopped after its first step's checkpoint,
+    and no_wsft seed 1 as one stopped before its first."""
     root, _ = first
     out = root / "out"
     samples = out / "runs/ple/seed0/eval_samples.jsonl"
     rows = [json.loads(line) for line in samples.read_text().splitlines()]
     rows[0]["response"] = SCRIPT
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out / "runs/raft/seed1/summary.json").unlink()
+    raft = out / "runs/raft/seed1"
+    for gone in ("summary.json", "adapter", "checkpoints/step-000002"):
+        shutil.rmtree(raft / gone) if (raft / gone).is_dir() else (raft / gone).unlink()
+    no_wsft = out / "runs/no_wsft/seed1"
+    for gone in ("summary.json", "adapter", "checkpoints"):
+        shutil.rmtree(no_wsft / gone) if (no_wsft / gone).is_dir() else (no_wsft / gone).unlink()
     before = snapshot(out)
     result = run_ple("compare", "--config", "compare.yaml", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -169,20 +177,30 @@ def test_second_invocation_reuses_finished_runs_and_evaluations(second):
     root, result, before = second
     out = root / "out"
     stdout = result.stdout
-    assert stdout.count("reused the finished run") == 5
+    assert stdout.count("reused the finished run") == 4
     assert stdout.count(": training in ") == 1
-    assert "raft seed 1: training in out/runs/raft/seed1 (replacing an unfinished run" in stdout
-    assert stdout.count("reused the evaluation") == 7  # 2 base + 5 runs
+    assert "no_wsft seed 1: training in out/runs/no_wsft/seed1 (replacing an unfinished " \
+           "run" in stdout
+    assert "raft seed 1: resuming the unfinished run in out/runs/raft/seed1 from " \
+           "step-000001" in stdout
+    assert stdout.count("reused the evaluation") == 6  # 2 base + 4 runs
     # ple's seed-0 responses changed, so both its seed-0 pairs are judged again; at seed 1
     # the pair with the base model is not (raft's was retrained, so it may be).
     assert "raft seed 0: judging ple against raft" in stdout
     assert "base seed 0: judging ple against base" in stdout
     assert "base seed 1: reused the win rates" in stdout
     after = snapshot(out)
-    untouched = [p for p in before if "raft/seed1" not in str(p) and "winrates" not in str(p)
+    rerun = ("raft/seed1", "no_wsft/seed1")
+    untouched = [p for p in before if not any(r in str(p) for r in rerun)
+                 and "winrates" not in str(p)
                  and "report" not in str(p) and "figures" not in str(p)]
     assert untouched and all(after[p] == before[p] for p in untouched)
     assert (out / "runs/raft/seed1/summary.json").is_file()
+    # The resumed run kept its first step and trained the second.
+    raft = out / "runs/raft/seed1"
+    assert after[raft / "checkpoints/step-000001/trainable.safetensors"] == \
+        before[raft / "checkpoints/step-000001/trainable.safetensors"]
+    assert [json.loads(x)["step"] for x in open(raft / "metrics.jsonl")] == [1, 2]
 
 
 def test_html_is_self_contained_and_escapes_model_text(second):

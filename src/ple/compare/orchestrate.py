@@ -4,7 +4,9 @@ others, and write report.md and report.html (see ple.compare.report).
 
 Whatever can be checked is checked before the first run trains: the config, each run's
 data, the test split, and the runs already in the output directory. A finished run of the
-same config is reused, not retrained; a run of another config is refused, never mixed in.
+same config is reused, not retrained; an unfinished one (a study stopped midway) continues
+from its newest checkpoint where its method can; a run of another config is refused, never
+mixed in.
 Evaluations and win-rate reports are reused while what they measured is unchanged.
 """
 
@@ -15,6 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ple import checkpoint
 from ple.compare.config import (BASE, CompareConfig, RunSpec, load_compare_config,
                                 run_specs)
 from ple.config import load_config
@@ -22,6 +25,8 @@ from ple.errors import UserError
 from ple.evaluation.evaluate import EVAL_FILES, EvalConfig
 
 Status = str  # "new", "unfinished" (a crashed run of the same config) or "finished"
+# ple's own loop checkpoints these; TRL trains the others in one go, so they start again.
+RESUMABLE = ("ple", "raft", "ppo")
 
 
 def add_arguments(sub) -> None:
@@ -92,6 +97,12 @@ def train(spec: RunSpec, status: Status) -> None:
         return
     for name in EVAL_FILES:  # an evaluation there measured an earlier adapter
         (out / name).unlink(missing_ok=True)
+    saved = checkpoint.complete_checkpoints(out) if status == "unfinished" else []
+    if saved and spec.config.method in RESUMABLE:
+        print(f"{_label(spec.name, spec.seed)}: resuming the unfinished run in {out} from "
+              f"{saved[-1].name}", flush=True)
+        run_training(spec.config, resume=True)
+        return
     again = " (replacing an unfinished run of the same config)" \
         if status == "unfinished" else ""
     print(f"{_label(spec.name, spec.seed)}: training in {out}{again}", flush=True)
