@@ -40,6 +40,7 @@ def write_config(root: Path, **changes) -> Path:
     (root / "length_score.py").write_text("def score(prompts, completions):\n"
                                           "    return [len(c) / 10 for c in completions]\n")
     cfg["eval"]["extra_rewards"] = "length_score:score"
+    cfg["paper"] = {"base": -0.41, "ple": 1.33}
     # A checkpoint every step, so that a run can stop between two of them.
     cfg["common"].update({"save_steps": 1, **changes})
     path = root / "compare.yaml"
@@ -102,6 +103,13 @@ def expected(values: list[float], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def interval(evals: list[dict], get) -> str:
+    """Mean over the seeds with Student's t's 95 % interval (two seeds: 1 degree of freedom)."""
+    means = [get(e)["mean"] for e in evals]
+    mean, half = statistics.mean(means), 12.706 * statistics.stdev(means) / len(means) ** 0.5
+    return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
+
+
 def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
     root, result = first
     out = root / "out"
@@ -119,7 +127,7 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
         assert all(e["n"] == 4 and e["bleu"] is not None for e in evals)
         assert table[label][:5] == [
             expected([e["reference_perplexity"] for e in evals], 2),
-            expected([e["reward_mean"] for e in evals], 3),
+            interval(evals, lambda e: {"mean": e["reward_mean"]}),
             expected([e["bleu"] for e in evals], 2),
             expected([e["base_perplexity"] for e in evals], 2),
             expected([e["distinct_2"] for e in evals], 3)]
@@ -127,9 +135,11 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
     assert main["ple"][5:7] == ["8", "2"] and main["raft"][5] == "8"
     assert main["BASE"][5:7] == ["–", "–"]
     assert "length_score:score ↑" in md
-    scores = [json.loads((out / f"runs/ple/seed{s}/eval.json").read_text())["extra_rewards"]
-              ["length_score:score"]["mean"] for s in SEEDS]
-    assert main["ple"][7] == expected(scores, 3)
+    evals = [json.loads((out / f"runs/ple/seed{s}/eval.json").read_text()) for s in SEEDS]
+    assert main["ple"][7] == interval(evals, lambda e: e["extra_rewards"]["length_score:score"])
+    # The paper's numbers beside ours, where the config gives them.
+    assert (main["BASE"][8], main["ple"][8], main["raft"][8]) == ("-0.41", "1.33", "–")
+    assert ablations["ple (ours)"][8] == "1.33"
 
     # Ours minus each run on the same test queries: the mean over seeds of each seed's
     # paired mean, with Student's t (1 degree of freedom) over the two seeds.
@@ -253,6 +263,10 @@ BAD_CONFIGS = [
      "compare.yaml:1: `seeds` must be a list of integers, got 0"),
     ("methods:\n  ple: {}\nablations:\n  ple: {}\n",
      "compare.yaml:3: `ablations`: `ple` is also a method"),
+    ("methods:\n  ple: {}\npaper:\n  ple: high\n",
+     "compare.yaml:4: `paper.ple` must be a number, got 'high'"),
+    ("methods:\n  ple: {}\npaper:\n  dpo: 0.92\n",
+     "compare.yaml:3: `paper`: `dpo` is no run of this config"),
     ("methods:\n  sft: {method: sft}\nours: sft\n",
      "compare.yaml:2: methods.sft: config key `data`: method sft needs supervised data"),
 ]
@@ -314,3 +328,38 @@ def test_the_study_tuning_config_spends_at_least_1000_responses_per_method():
         for lr in (1e-4, 3e-4, 1e-3)}
     assert {c.reward for c in specs} == {"imdb-sentiment"}
     assert "valid" in cfg.eval["test_data"] and cfg.eval["extra_rewards"] == "vader"
+
+
+def test_guarded_best_takes_the_highest_reward_whose_guards_hold():
+    from ple.compare.report import guarded_best
+
+    base = (20.0, 0.80)  # BASE's base-PPL and distinct-2
+    runs = {"lr-a": (0.9, 31.0, 0.80),   # base-PPL 1.55x BASE's: broken
+            "lr-b": (0.7, 29.0, 0.73),   # 1.45x, distinct-2 -8.8 %: held
+            "lr-c": (0.8, 22.0, 0.71),   # distinct-2 -11 %: broken
+            "lr-d": (0.5, 18.0, 0.85)}   # held
+    assert guarded_best(runs, base) == "lr-b"
+    assert guarded_best({k: runs[k] for k in ("lr-a", "lr-c")}, base) is None
+
+
+def test_choice_section_lists_each_grid_and_marks_the_choice():
+    from types import SimpleNamespace
+
+    from ple.compare.config import BASE
+    from ple.compare.report import choice_section
+    from ple.config import PLEConfig, RAFTConfig
+
+    specs = {("ple-1", 0): PLEConfig(learning_rate=1e-4), ("ple-2", 0): PLEConfig(),
+             ("raft", 0): RAFTConfig()}
+    evals = {BASE: (0.0, 20.0, 0.8), "ple-1": (0.3, 21.0, 0.8), "ple-2": (0.6, 35.0, 0.8),
+             "raft": (0.4, 20.0, 0.8)}
+    keys = ("reward_mean", "base_perplexity", "distinct_2")
+    runs = SimpleNamespace(
+        cfg=SimpleNamespace(seeds=[0], task="imdb"), names=[BASE, "ple-1", "ple-2", "raft"],
+        specs={k: SimpleNamespace(config=c) for k, c in specs.items()},
+        values=lambda name, key: [evals[name][keys.index(key)]])
+    rows = {r[0]: r for r in choice_section(runs).blocks[1].rows}
+    assert set(rows) == {"ple-1", "ple-2"}  # raft has one run: nothing to choose
+    assert rows["ple-1"][1:] == ["ple", "learning_rate 0.0001", "0.300", "1.05×", "+0.0 %",
+                                 "held", "chosen"]
+    assert rows["ple-2"][2] == "learning_rate 0.0003" and rows["ple-2"][6:] == ["broken", ""]

@@ -113,6 +113,11 @@ class CompareConfig:
     winrate: JudgeSpec | None = field(default=None, metadata=_doc(
         "The judge of the win rates (JudgeSpec). Default: none, no win rates (an API judge "
         "costs money; a judge that is the training reward is circular, so it is not implied)."))
+    paper: dict[str, float] = field(default_factory=dict, metadata=_doc(
+        "Run name (or `base`) -> the paper's reward-model score for that method, shown "
+        "beside ours in the results and ablation tables. Default none. Paper, Table 2 "
+        "(IMDb): base -0.41, SFT -0.29, DPO 0.92, RAFT-4 1.00, PPO 1.02, PLE 1.33; "
+        "Table 4: w/o L_rank 0.86, w/o L_wsft 0.95."))
     # Filled by load_compare_config: "file:line" of each key and entry, for messages.
     where: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -249,6 +254,9 @@ def load_compare_config(path: str) -> CompareConfig:
         elif key == "eval":
             values[key] = _typed_section(node, line, key, EvalConfig, EVAL_FIELDS,
                                          EVAL_SET_PER_RUN)
+        elif key == "paper":
+            values[key] = {name: check_type(float, _value(v), f"paper.{name}", at)
+                           for name, v, at in _entries(node, line, key)}
         elif key == "winrate":
             fields = [f.name for f in dataclasses.fields(JudgeSpec)]
             judge = _typed_section(node, line, key, JudgeSpec, fields, ())
@@ -276,6 +284,9 @@ def _check(cfg: CompareConfig, path: str) -> None:
          "must be one or more distinct integers")
     need(cfg.ours in cfg.methods, "ours" if "ours" in cfg.where else "methods",
          f"no method named `{cfg.ours}` (the one the others are compared with)")
+    unknown = sorted(set(cfg.paper) - {BASE, *cfg.methods, *cfg.ablations})
+    need(not unknown, "paper", f"`{', '.join(unknown)}` is no run of this config (the "
+         f"methods, the ablations and `{BASE}`)")
     twice = sorted(set(cfg.methods) & set(cfg.ablations))
     need(not twice, "ablations", f"`{', '.join(twice)}` is also a method; names must differ")
     try:

@@ -144,25 +144,35 @@ RESULT_HEADER = ["method", "PPL ↓", "RM ↑", "BLEU ↑", "base-PPL", "distinc
 
 
 def result_header(runs: Runs) -> list[str]:
-    return RESULT_HEADER + [f"{n} ↑" for n in scorers(runs)[1:]]
+    return RESULT_HEADER + [f"{n} ↑" for n in scorers(runs)[1:]] + \
+        (["paper's RM"] if runs.cfg.paper else [])
+
+
+def interval(estimates: list[tuple[float, float | None]]) -> str:
+    """A mean with its 95 % interval from per-seed (mean, standard error) pairs (ci95)."""
+    mean, half = ci95([(m, float("nan") if se is None else se) for m, se in estimates])
+    if half != half:  # one seed of one response: no interval
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
 
 
 def result_row(runs: Runs, name: str, label: str) -> list[str]:
-    """One row of a results table; with one seed, RM and every extra scorer ± their SE."""
-    first = runs.evals[name, runs.cfg.seeds[0]]
-    one_seed = len(runs.cfg.seeds) == 1
-    extra = [cell([runs.evals[name, seed]["extra_rewards"][n]["mean"]
-                   for seed in runs.cfg.seeds], 3,
-                  first["extra_rewards"][n]["se"] if one_seed else None)
-             for n in scorers(runs)[1:]]
+    """One row of a results table: RM and every extra scorer with their 95 % intervals, the
+    rest as cell() shows them; then the paper's RM where the config gives it."""
+    seeds = runs.cfg.seeds
+    evals = [runs.evals[name, seed] for seed in seeds]
+    extra = [interval([(e["extra_rewards"][n]["mean"], e["extra_rewards"][n]["se"])
+                       for e in evals]) for n in scorers(runs)[1:]]
+    paper = [] if not runs.cfg.paper else [
+        f"{runs.cfg.paper[name]:.2f}" if name in runs.cfg.paper else MISSING]
     return [label, cell(runs.values(name, "reference_perplexity"), 2),
-            cell(runs.values(name, "reward_mean"), 3, first["reward_se"] if one_seed else None),
+            interval([(e["reward_mean"], e["reward_se"]) for e in evals]),
             cell(runs.values(name, "bleu"), 2),
             cell(runs.values(name, "base_perplexity"), 2),
             cell(runs.values(name, "distinct_2"), 3),
             cell(runs.budget(name, "generated_responses"), 0) if name != BASE else MISSING,
             cell(runs.budget(name, "optimizer_steps"), 0) if name != BASE else MISSING,
-            *extra]
+            *extra, *paper]
 
 
 def _sentence(text: str) -> str:
@@ -171,10 +181,12 @@ def _sentence(text: str) -> str:
 
 def _spread_words(cfg: CompareConfig) -> str:
     if len(cfg.seeds) == 1:
-        return (f"one seed ({cfg.seeds[0]}): RM is ± its standard error over the test "
-                f"responses")
-    return (f"{len(cfg.seeds)} seeds ({', '.join(map(str, cfg.seeds))}): mean ± standard "
-            f"deviation over seeds")
+        return (f"one seed ({cfg.seeds[0]}): RM and every scorer with the 95 % interval of "
+                f"its mean over the test responses (± 1.96 standard errors)")
+    return (f"{len(cfg.seeds)} seeds ({', '.join(map(str, cfg.seeds))}): RM and every scorer "
+            f"with a 95 % interval (Student's t over the seeds' means, which holds training "
+            f"and test-set noise alike), the other columns mean ± standard deviation over "
+            f"seeds")
 
 
 def results_section(runs: Runs) -> Section:
@@ -238,6 +250,60 @@ def paired_section(runs: Runs) -> Section:
         f"every other scorer of the same responses; mean and 95 % interval ({spread}). An "
         f"interval that excludes 0 is a difference beyond noise.",
         Table(f"{cfg.task}: ours minus each run", ["pair", *[f"Δ {n}" for n in names]], rows)])
+
+
+# A run's guards hold when its responses stay fluent and varied against the base model's:
+# perplexity under the base model at most 1.5 times BASE's, distinct-2 at most 10 % lower.
+MAX_BASE_PPL_RATIO = 1.5
+MAX_DISTINCT_2_DROP = 0.10
+
+
+def guarded_best(candidates: dict[str, tuple[float, float, float]],
+                 base: tuple[float, float]) -> str | None:
+    """Of runs `name -> (RM, base-PPL, distinct-2)`, the one with the highest RM whose
+    guards hold against the base model's `(base-PPL, distinct-2)`; None if no run's do."""
+    held = [name for name, (_, ppl, d2) in candidates.items()
+            if ppl <= MAX_BASE_PPL_RATIO * base[0] and d2 >= (1 - MAX_DISTINCT_2_DROP) * base[1]]
+    return max(held, key=lambda name: candidates[name][0], default=None)
+
+
+def choice_section(runs: Runs) -> Section | None:
+    """Where several runs share a method (a grid of its settings): each with its guards,
+    and the one a tuning stage would choose. None when every method has one run."""
+    cfg = runs.cfg
+    groups: dict[tuple, list[str]] = {}
+    for name in runs.names[1:]:
+        config = runs.specs[name, cfg.seeds[0]].config
+        groups.setdefault((config.method, getattr(config, "ablation", None)), []).append(name)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return None
+    mean = lambda name, key: statistics.mean(runs.values(name, key))  # noqa: E731
+    base = (mean(BASE, "base_perplexity"), mean(BASE, "distinct_2"))
+    rows = []
+    for (method, ablation), names in groups.items():
+        configs = {n: runs.specs[n, cfg.seeds[0]].config.to_dict() for n in names}
+        varied = [k for k in configs[names[0]] if k not in ("output_dir", "seed")
+                  and len({repr(c[k]) for c in configs.values()}) > 1]
+        numbers = {n: (mean(n, "reward_mean"), mean(n, "base_perplexity"),
+                       mean(n, "distinct_2")) for n in names}
+        best = guarded_best(numbers, base)
+        for n in names:
+            rm, ppl, d2 = numbers[n]
+            held = guarded_best({n: numbers[n]}, base) == n
+            rows.append([n, method + (f" ({ablation})" if ablation else ""),
+                         ", ".join(f"{k} {configs[n][k]}" for k in varied), f"{rm:.3f}",
+                         f"{ppl / base[0]:.2f}×", f"{100 * (d2 / base[1] - 1):+.1f} %",
+                         "held" if held else "broken", "chosen" if n == best else ""])
+    return Section("Choice of settings", [
+        f"Runs of one method with different settings, and the one chosen for it: the highest "
+        f"RM (mean over seeds) among those whose guards hold, i.e. base-PPL at most "
+        f"{MAX_BASE_PPL_RATIO:g} × BASE's and distinct-2 at most "
+        f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's. These are choices on this config's "
+        f"test queries: make them on a validation split and report on test.",
+        Table(f"{cfg.task}: settings per method", ["run", "method", "settings", "RM",
+                                                   "base-PPL / BASE's", "distinct-2 vs BASE",
+                                                   "guards", ""], rows)])
 
 
 def ablation_section(runs: Runs) -> Section:
@@ -386,6 +452,9 @@ def build(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[str, list[Section]]
     sections = [results_section(runs), paired_section(runs)]
     if cfg.ablations:
         sections.append(ablation_section(runs))
+    choice = choice_section(runs)
+    if choice:
+        sections.append(choice)
     sections += [winrate_section(runs), curves_section(runs)]
     purity = purity_section(runs)
     if purity:
