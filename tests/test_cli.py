@@ -159,3 +159,25 @@ def test_generate_rejects_a_directory_that_is_not_an_adapter(tmp_path):
     result = run_ple("generate", "--model", "tiny", "--adapter", str(tmp_path))
     assert result.returncode == 2
     assert "not a PEFT adapter directory" in result.stderr
+
+
+@pytest.mark.slow  # two evaluations of 128 openings
+def test_demo_reports_the_paired_rise_on_every_held_out_opening(tmp_path, monkeypatch,
+                                                               capsys):
+    """`ple demo` (on the tiny model here): trains, then measures plain responses to all
+    128 built-in held-out openings before and after, and prints the paired rise."""
+    from ple import cli
+    from ple.tasks import builtin_queries
+
+    monkeypatch.setitem(cli.DEMO, "model", "tiny")
+    assert cli.main(["demo", "--output-dir", str(tmp_path / "demo"), "--max-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    held_out = builtin_queries("imdb", "heldout")
+    assert len(held_out) == 128
+    assert out.count("(n=128)") == 2
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    before, after = summary["eval_before"]["samples"], summary["eval_after"]["samples"]
+    assert [s["query"] for s in before] == [s["query"] for s in after] == held_out
+    rise = [b["reward"] - a["reward"] for a, b in zip(before, after)]
+    assert f"rise {sum(rise) / len(rise):+.3f} ± " in out
+    assert out.count("  opening: ") == 3

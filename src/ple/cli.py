@@ -32,7 +32,7 @@ COMMAND_MODULES = {"annotate": "ple.annotate.command", "eval": "ple.evaluation.c
 # quadratically many updates), and an SFT anchor on the better response (as RRHF has).
 DEMO = {"task": "imdb", "model": "default", "reward": "vader", "max_steps": 30,
         "batch_size": 8, "learning_rate": 3e-4, "replay_window": 1, "sft_anchor": 1.0,
-        "eval_queries": 32, "output_dir": "runs/demo"}
+        "max_new_tokens": 32, "eval_queries": 128, "output_dir": "runs/demo"}
 DEMO_EXAMPLES = 3  # held-out openings printed before and after
 
 
