@@ -363,3 +363,33 @@ def test_choice_section_lists_each_grid_and_marks_the_choice():
     assert rows["ple-1"][1:] == ["ple", "learning_rate 0.0001", "0.300", "1.05×", "+0.0 %",
                                  "held", "chosen"]
     assert rows["ple-2"][2] == "learning_rate 0.0003" and rows["ple-2"][6:] == ["broken", ""]
+
+
+def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_path):
+    """A study in progress: one method of the config has not run yet. --report-only trains
+    nothing, reports the finished runs and names the missing one."""
+    root, _ = first
+    shutil.copytree(root / "out", tmp_path / "out")
+    shutil.copy(root / "length_score.py", tmp_path)
+    cfg = yaml.safe_load((root / "compare.yaml").read_text())
+    cfg["methods"]["raft-slow"] = {"method": "raft", "raft_k": 2, "learning_rate": 0.01}
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(not finished yet: raft-slow)" in result.stdout
+    assert not (tmp_path / "out/runs/raft-slow").exists()
+    md = (tmp_path / "out/report.md").read_text()
+    assert "not finished yet, so in no table: raft-slow." in md
+    assert list(markdown_table(md, "imdb: methods")) == ["BASE", "ple", "raft"]
+    # The finished runs were all judged, so their win rates stay; one missing drops them.
+    assert list(markdown_table(md, "win / tie / lose (%) of ours")) == ["ple vs raft",
+                                                                       "ple vs base"]
+    (tmp_path / "out/winrates/seed1/ple-vs-raft.json").unlink()
+    result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
+    assert "(not finished yet: raft-slow, the win rates)" in result.stdout
+
+    shutil.rmtree(tmp_path / "out/runs/ple/seed1")
+    result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "ple: error: --report-only: `ple` (ours) is not finished for " \
+                            "every seed yet; nothing to compare with\n"

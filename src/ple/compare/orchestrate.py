@@ -40,6 +40,10 @@ def add_arguments(sub) -> None:
         "orders, and write report.md and a self-contained report.html: the paper's "
         "Tables 1-5 and Figures 2-4. See configs/compare/imdb.yaml.")
     p.add_argument("--config", required=True, help="the compare YAML file")
+    p.add_argument("--report-only", action="store_true",
+                   help="train and evaluate nothing: write the report of the runs already "
+                   "finished and evaluated (every seed), naming those still missing; for a "
+                   "study that spans several sessions")
 
 
 def _label(name: str, seed: int) -> str:
@@ -160,29 +164,62 @@ def judge_all(cfg: CompareConfig) -> None:
             _write_whole(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
-def compare(cfg: CompareConfig) -> None:
+def finished_part(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[CompareConfig, list]:
+    """The config and runs restricted to those evaluated for every seed (and the base
+    model's evaluations), without win rates unless all of them were judged; and the names
+    of the runs still missing."""
+    def evaluated(name: str) -> bool:
+        return all((cfg.run_dir(name, seed) / "eval.json").is_file() for seed in cfg.seeds)
+
+    if not evaluated(BASE):
+        raise UserError(f"--report-only: the base model is not evaluated yet in "
+                        f"{cfg.output_dir}; nothing to report")
+    if not evaluated(cfg.ours):
+        raise UserError(f"--report-only: `{cfg.ours}` (ours) is not finished for every seed "
+                        f"yet; nothing to compare with")
+    missing = [n for n in (*cfg.methods, *cfg.ablations) if not evaluated(n)]
+    part = dataclasses.replace(
+        cfg, methods={n: v for n, v in cfg.methods.items() if n not in missing},
+        ablations={n: v for n, v in cfg.ablations.items() if n not in missing})
+    if part.winrate and not all(part.winrate_file(o, seed).is_file()
+                                for o in part.opponents() for seed in part.seeds):
+        part = dataclasses.replace(part, winrate=None)
+        missing.append("the win rates")
+    return part, missing
+
+
+def compare(cfg: CompareConfig, report_only: bool = False) -> None:
     from ple.compare import report
 
     specs = run_specs(cfg)
-    status = preflight(cfg, specs)
-    for seed in cfg.seeds:
-        evaluate(cfg.eval_config(seed, cfg.run_dir(BASE, seed), None,
-                                 cfg.common.get("chat_template")), _label(BASE, seed))
-        for spec in (s for s in specs if s.seed == seed):
-            train(spec, status[spec.name, seed])
-            out = Path(spec.config.output_dir)
-            evaluate(cfg.eval_config(seed, out, out / "adapter", spec.config.chat_template),
-                     _label(spec.name, seed))
-    if cfg.winrate:
-        judge_all(cfg)
+    missing: list[str] = []
+    if report_only:
+        cfg, missing = finished_part(cfg, specs)
+        specs = [s for s in specs if s.name in (*cfg.methods, *cfg.ablations)]
+    else:
+        status = preflight(cfg, specs)
+        for seed in cfg.seeds:
+            evaluate(cfg.eval_config(seed, cfg.run_dir(BASE, seed), None,
+                                     cfg.common.get("chat_template")), _label(BASE, seed))
+            for spec in (s for s in specs if s.seed == seed):
+                train(spec, status[spec.name, seed])
+                out = Path(spec.config.output_dir)
+                evaluate(cfg.eval_config(seed, out, out / "adapter",
+                                         spec.config.chat_template), _label(spec.name, seed))
+        if cfg.winrate:
+            judge_all(cfg)
     title, sections = report.build(cfg, specs)
+    if missing:
+        sections[0].blocks.insert(0, f"A partial report (ple compare --report-only): not "
+                                     f"finished yet, so in no table: {', '.join(missing)}.")
     out = Path(cfg.output_dir)
     for name, png in report.figures(sections).items():
         _write_whole(out / "figures" / name, png)
     _write_whole(out / "report.md", report.to_markdown(title, sections))
     _write_whole(out / "report.html", report.to_html(title, sections))
-    print(f"ple compare: wrote {out / 'report.md'} and {out / 'report.html'}")
+    print(f"ple compare: wrote {out / 'report.md'} and {out / 'report.html'}"
+          + (f" (not finished yet: {', '.join(missing)})" if missing else ""))
 
 
 def run(args) -> None:
-    compare(load_compare_config(args.config))
+    compare(load_compare_config(args.config), args.report_only)
