@@ -44,10 +44,12 @@ def term_losses(t: dict, anchor_coef: float) -> dict[str, torch.Tensor]:
     instead of length-normalised log-probs."""
     n = t["is_rank"].numel()
     rank, weighted = t["is_rank"], ~t["is_rank"]
-    logp = torch.stack([t["logp_sum"][:n], t["logp_sum"][n:]], dim=1)  # [pairs, (y, y')]
+    pairs = lambda x: torch.stack([x[:n], x[n:]], dim=1)  # noqa: E731  [pairs, (y, y')]
+    logp = pairs(t["logp_wsft"])  # summed, unless wsft_length_norm
     wsft_pos = -(t["weights"].clamp(min=0) * logp).sum(1)
     wsft_neg = -(t["weights"].clamp(max=0) * logp).sum(1)
-    unnormalised = -(logp[:, 1] - logp[:, 0])
+    summed = pairs(t["logp_sum"])
+    unnormalised = -(summed[:, 1] - summed[:, 0])
     return {"rank": t["rank"][rank].sum() / n,
             "wsft_positive": wsft_pos[weighted].sum() / n,
             "wsft_negative": wsft_neg[weighted].sum() / n,
@@ -135,6 +137,8 @@ def probe_trainer(cfg):
             trained = super()._update(pairs, tau, step)
             row.update(movement(before, by_branch(self._terms(new, tau, with_grad=False))))
             self.diagnostics.append(row)
+            with open(Path(self.args.output_dir) / "diagnostics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")  # row by row: a stopped probe keeps its steps
             return trained
 
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label)
@@ -158,6 +162,8 @@ def report(rows: list[dict], cfg) -> list[str]:
                f"steps of {cfg.batch_size} queries, lr {cfg.learning_rate:g}, τ0 {cfg.tau0:g}, "
                f"SFT anchor {cfg.sft_anchor:g}, replay window {cfg.replay_window}, "
                f"{cfg.max_new_tokens} new tokens; means over steps, on each step's new pairs.")
+    if cfg.wsft_length_norm:
+        setting += " Eq. 4 length-normalised (wsft_length_norm)."
     lines = [setting, "", "| term of Eq. 6 | gradient norm | share of the gradient | cosine with it |",
              "|---|---|---|---|"]
     names = {"rank": "L_rank (Eq. 3)", "wsft_positive": "L_wsft, positive weights (Eq. 4)",
@@ -192,11 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg, command = parse_train(["--method", "ple", *rest])
     assert isinstance(cfg, PLEConfig)
     prepare_output_dir(cfg.output_dir, command.overwrite)
+    (Path(cfg.output_dir) / "diagnostics.jsonl").unlink(missing_ok=True)
     trainer = probe_trainer(cfg)
     trainer.train()
     rows = trainer.diagnostics
-    out = Path(cfg.output_dir) / "diagnostics.jsonl"
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = report(rows, cfg)
     print("\n".join(lines))
     if mine.out:

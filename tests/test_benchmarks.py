@@ -146,7 +146,7 @@ def test_diagnostics_terms_by_hand():
     from ple_diagnostics import gradient_parts, term_losses
 
     logp_sum = torch.tensor([-4.0, -6.0, -2.0, -9.0], requires_grad=True)  # y1 y2 y'1 y'2
-    t = {"is_rank": torch.tensor([True, False]), "logp_sum": logp_sum,
+    t = {"is_rank": torch.tensor([True, False]), "logp_sum": logp_sum, "logp_wsft": logp_sum,
          "weights": torch.tensor([[0.0, 0.0], [0.5, -0.5]]),  # pair 2: y up, y' down
          "rank": torch.tensor([-0.3, 9.9]), "anchor": torch.tensor([1.0, 3.0])}
     terms = term_losses(t, anchor_coef=0.5)
@@ -157,6 +157,7 @@ def test_diagnostics_terms_by_hand():
     assert float(terms["rank_unnormalised"].detach()) == pytest.approx(-(-2.0 + 4.0) / 2)
     w = torch.tensor([1.0, 2.0, -1.0], requires_grad=True)
     t = {"is_rank": torch.tensor([True, False]), "logp_sum": w.sum() * torch.ones(4),
+         "logp_wsft": w.sum() * torch.ones(4),
          "weights": torch.tensor([[0.0, 0.0], [0.5, -0.5]]), "rank": (w * w).sum().expand(2),
          "anchor": w[0].expand(2)}
     parts = gradient_parts(t, 1.0, [w])

@@ -2,6 +2,8 @@
 moves the log-probabilities the way Eqs. 3-5 say, and the principle prompt never reaches a
 training forward pass (it guides sampling only)."""
 
+import math
+
 import pytest
 import torch
 
@@ -69,6 +71,20 @@ def test_a_weighted_update_raises_the_better_response(tmp_path):
     y_after, y_prompt_after = logps(trainer, pair)
     assert y_after > y_before + 1e-3
     assert y_prompt_after < y_prompt_before - 1e-3
+
+
+@pytest.mark.parametrize("length_norm", [False, True])
+def test_eq4_sums_log_probs_unless_length_normalised(tmp_path, length_norm):
+    """Eq. 4 weighs summed log-probs (the paper); wsft_length_norm divides each by its
+    response's length, as Eq. 3 does."""
+    trainer = trainer_for(tmp_path, wsft_length_norm=length_norm)
+    pair = fixed_pair(trainer, reward=0.6, reward_prompt=0.2)  # weighted branch
+    y, y_prompt = logps(trainer, pair)
+    if length_norm:
+        y, y_prompt = y / len(pair.response_ids), y_prompt / len(pair.guided_ids)
+    w, w_prompt = math.tanh(0.2), -math.tanh(0.2)
+    out = trainer._pair_losses([pair], tau=0.5)
+    assert float(out["loss_wsft"]) == pytest.approx(-(w * y + w_prompt * y_prompt), abs=1e-4)
 
 
 def test_the_principle_never_enters_a_training_forward_pass(tmp_path):

@@ -303,6 +303,14 @@ class PLEConfig(TrainConfig):
                       "0, which disables it). Default 1.0, the setting measured best on IMDb "
                       "(docs/results/imdb-settings.md)."),
     )
+    wsft_length_norm: bool = field(
+        default=False,
+        metadata=_doc("Divide Eq. 4's log-probabilities by the response length, as Eq. 3's "
+                      "are. Not the paper's: Eq. 4 sums over tokens, so a weighted pair pulls "
+                      "about |y| times harder than a ranked one (on IMDb, L_weighted-sft gave "
+                      "81 % of the gradient from a third of the pairs; "
+                      "docs/results/imdb/diagnostics.md). Default false, the paper's."),
+    )
     replay_window: int = field(
         default=1,
         metadata=_doc("Replay the pairs of the last N steps from D_train; 0 replays all of "

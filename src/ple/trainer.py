@@ -52,9 +52,9 @@ class PLETrainer(OnlineTrainer):
 
     def _pair_terms(self, pairs: list[ScoredPair], tau: float) -> dict:
         """One forward pass over a mini-batch of pairs (y and y' both continue the plain
-        query x): per pair, the log-probs of y (first half of `logp_sum`, `logp_norm`) and
-        of y' (second half), Eq. 5's weights, the branch, and each term of Eq. 6 before the
-        mini-batch's reduction."""
+        query x): per pair, the log-probs of y (first half of `logp_sum`, `logp_norm`, and
+        of `logp_wsft`, the ones Eq. 4 weighs) and of y' (second half), Eq. 5's weights, the
+        branch, and each term of Eq. 6 before the mini-batch's reduction."""
         n = len(pairs)
         batch = pack([p.prompt_ids for p in pairs] * 2,
                      [p.response_ids for p in pairs] + [p.guided_ids for p in pairs],
@@ -69,13 +69,15 @@ class PLETrainer(OnlineTrainer):
                                device=device)
         rank = losses.rank_loss(logp_norm[n:], logp_norm[:n],
                                 hinge=self.args.rank_loss == "hinge")
-        wsft = losses.weighted_sft_loss(weights[:, 0], logp_sum[:n], weights[:, 1],
-                                        logp_sum[n:])
+        logp_wsft = logp_norm if self.args.wsft_length_norm else logp_sum
+        wsft = losses.weighted_sft_loss(weights[:, 0], logp_wsft[:n], weights[:, 1],
+                                        logp_wsft[n:])
         # The better response of a pair: y' on the rank branch, else the higher-scored one.
         guided_better = is_rank | (weights[:, 1] > weights[:, 0])
         anchor = -torch.where(guided_better, logp_norm[n:], logp_norm[:n])
-        return {"logp_sum": logp_sum, "logp_norm": logp_norm, "weights": weights,
-                "is_rank": is_rank, "rank": rank, "wsft": wsft, "anchor": anchor}
+        return {"logp_sum": logp_sum, "logp_norm": logp_norm, "logp_wsft": logp_wsft,
+                "weights": weights, "is_rank": is_rank, "rank": rank, "wsft": wsft,
+                "anchor": anchor}
 
     def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
         """Eq. 6 for a mini-batch of pairs, with the length-normalised log-probs of y and y'
