@@ -164,7 +164,8 @@ def report(rows: list[dict], cfg) -> list[str]:
                f"{cfg.max_new_tokens} new tokens; means over steps, on each step's new pairs.")
     if cfg.wsft_length_norm:
         setting += " Eq. 4 length-normalised (wsft_length_norm)."
-    lines = [setting, "", "| term of Eq. 6 | gradient norm | share of the gradient | cosine with it |",
+    lines = [setting, "",
+             "| term of Eq. 6 | gradient norm | share of the gradient | cosine with it |",
              "|---|---|---|---|"]
     names = {"rank": "L_rank (Eq. 3)", "wsft_positive": "L_wsft, positive weights (Eq. 4)",
              "wsft_negative": "L_wsft, negative weights (Eq. 4)",

@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,7 @@ def result_header(runs: Runs) -> list[str]:
 def interval(estimates: list[tuple[float, float | None]]) -> str:
     """A mean with its 95 % interval from per-seed (mean, standard error) pairs (ci95)."""
     mean, half = ci95([(m, float("nan") if se is None else se) for m, se in estimates])
-    if half != half:  # one seed of one response: no interval
+    if math.isnan(half):  # one seed of one response: no interval
         return f"{mean:.3f}"
     return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
 
