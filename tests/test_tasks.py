@@ -262,7 +262,7 @@ def test_principle_rendered_before_first_user_turn(chat_tokenizer):
 # --- built-in query sets and loading -----------------------------------------------------
 
 @pytest.mark.parametrize("task,n_train,n_heldout", [
-    ("hh", 64, 32), ("imdb", 64, 32), ("tldr", 48, 24)])
+    ("hh", 64, 32), ("imdb", 282, 128), ("tldr", 48, 24)])
 def test_builtin_queries_sizes_and_disjoint(task, n_train, n_heldout):
     train = builtin_queries(task, "train")
     heldout = builtin_queries(task, "heldout")
