@@ -191,7 +191,7 @@ class TrainConfig:
         metadata=_doc("Held-out queries (the task's built-in held-out part) on which the "
                       "mean reward of plain responses, their perplexity under the frozen "
                       "base model and distinct-2 are measured before and after training. "
-                      "0 disables. Default 0 (the demo uses 32)."),
+                      "0 disables. Default 0 (the demo uses 128)."),
     )
     eval_steps: int = field(
         default=0,
