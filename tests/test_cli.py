@@ -123,7 +123,7 @@ def test_unknown_yaml_key_and_all_queries_too_long(tmp_path):
     result = run_ple("train", "--model", "tiny", "--max-prompt-tokens", "3",
                      "--output-dir", str(out))
     assert result.returncode == 2
-    assert "all 64 queries are longer than max_prompt_tokens = 3" in result.stderr
+    assert "all 282 queries are longer than max_prompt_tokens = 3" in result.stderr
     assert not out.exists()
 
 

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from conftest import run_ple
 from ple.models import load_policy
+from ple.tasks import builtin_queries
 
 pytestmark = pytest.mark.slow  # subprocesses, real models, seconds of training
 
@@ -80,7 +81,8 @@ def test_dpo_on_imdb_makes_pairs_from_ranked_samples(tmp_path):
     rows = check_contract(out, 2)
     samples = [json.loads(line) for line in open(out / "samples.jsonl")]
     assert samples and all(s["reward_chosen"] > s["reward_rejected"] for s in samples)
-    assert rows[-1]["generated_responses"] == 2 * 64  # two samples per built-in query
+    # Two samples per built-in query.
+    assert rows[-1]["generated_responses"] == 2 * len(builtin_queries("imdb", "train"))
 
 
 @pytest.mark.parametrize("method,task,message", [
