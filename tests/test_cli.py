@@ -170,6 +170,7 @@ def test_demo_reports_the_paired_rise_on_every_held_out_opening(tmp_path, monkey
     from ple.tasks import builtin_queries
 
     monkeypatch.setitem(cli.DEMO, "model", "tiny")
+    monkeypatch.setitem(cli.DEMO, "max_new_tokens", 4)  # what is tested is which openings
     assert cli.main(["demo", "--output-dir", str(tmp_path / "demo"), "--max-steps", "2"]) == 0
     out = capsys.readouterr().out
     held_out = builtin_queries("imdb", "heldout")
