@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 from benchlib import append_markdown
+from ple.trainer import mean_or_none as mean
 
 TRAINED = ("rank", "wsft_positive", "wsft_negative", "anchor")
 TERMS = TRAINED + ("rank_unnormalised",)
@@ -90,10 +90,6 @@ def by_branch(t: dict) -> dict[str, dict[str, list[float]]]:
         branch["y"].append(norm[i])
         branch["y_prompt"].append(norm[n + i])
     return out
-
-
-def mean(values: list[float]) -> float | None:
-    return statistics.mean(values) if values else None
 
 
 def movement(before: dict, after: dict) -> dict:

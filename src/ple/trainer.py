@@ -101,10 +101,12 @@ class PLETrainer(OnlineTrainer):
         with the log-probs of its own forward pass, i.e. under the model as it was just
         before that pair's update."""
         random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
-        n_rank = sum(self._branch_is_rank(p, tau) for p in pairs)
+        ranked = [self._branch_is_rank(p, tau) for p in pairs]
+        n_rank = sum(ranked)
         n_weighted = len(pairs) - n_rank
         if self.args.ablation == "no_wsft":  # pairs at or under tau are not trained on
-            pairs = [p for p in pairs if self._branch_is_rank(p, tau)]
+            pairs = [p for p, r in zip(pairs, ranked) if r]
+            ranked = [True] * len(pairs)
         sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0,
                 "grad_norm": 0.0}
         n_updates = 0
@@ -120,7 +122,6 @@ class PLETrainer(OnlineTrainer):
         purity = level_set_purity([p.reward for p in pairs], [p.reward_prompt for p in pairs],
                                   logp, logp_prompt, self.args.purity_margins)
         margins = [b - a for a, b in zip(logp, logp_prompt)]
-        ranked = [self._branch_is_rank(p, tau) for p in pairs]
         return {**logged, "n_rank": n_rank, "n_weighted": n_weighted,
                 "n_updates": n_updates,
                 "margin_rank": mean_or_none([m for m, r in zip(margins, ranked) if r]),

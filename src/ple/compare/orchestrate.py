@@ -164,7 +164,7 @@ def judge_all(cfg: CompareConfig) -> None:
             _write_whole(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
-def finished_part(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[CompareConfig, list]:
+def finished_part(cfg: CompareConfig) -> tuple[CompareConfig, list]:
     """The config and runs restricted to those evaluated for every seed (and the base
     model's evaluations), without win rates unless all of them were judged; and the names
     of the runs still missing."""
@@ -194,7 +194,7 @@ def compare(cfg: CompareConfig, report_only: bool = False) -> None:
     specs = run_specs(cfg)
     missing: list[str] = []
     if report_only:
-        cfg, missing = finished_part(cfg, specs)
+        cfg, missing = finished_part(cfg)
         specs = [s for s in specs if s.name in (*cfg.methods, *cfg.ablations)]
     else:
         status = preflight(cfg, specs)
