@@ -41,6 +41,8 @@ def test_unwritable_output_dir_is_one_line(tmp_path):
     result = run_cold(tmp_path, "train", "--model", "tiny", "--max-steps", "1",
                       "--output-dir", "/proc/forbidden")
     assert_refused(result, "--output-dir /proc/forbidden: cannot write in /proc")
+    # Refused before any work: not even the tokenizer was prepared.
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.slow
@@ -59,7 +61,7 @@ def test_first_run_on_the_default_model_says_one_line_and_nothing_else(tmp_path)
     assert (out / "adapter" / "adapter_config.json").is_file()
     # The second run finds the prepared model and says nothing about it.
     again = run_cold(tmp_path, "train", "--model", "default", "--max-steps", "1",
-                     "--batch-size", "2", "--max-new-tokens", "8", "--output-dir", out,
-                     "--overwrite")
+                     "--batch-size", "2", "--max-new-tokens", "8", "--eval-queries", "0",
+                     "--output-dir", out, "--overwrite")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "ple: " not in again.stderr

@@ -22,8 +22,10 @@ from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queri
 log = logging.getLogger(__name__)
 
 
-def prepare_output_dir(path: str, overwrite: bool) -> None:
-    """Refuse to mix two runs in one directory; with --overwrite, clear the old one."""
+def check_output_dir(path: str, overwrite: bool) -> list[Path]:
+    """Refuse a directory that cannot be written or holds another run (without --overwrite).
+    Returns the old run's files, which --overwrite replaces. Cheap: run it before any work,
+    so a mistyped path does not wait for a tokenizer or a reward to be prepared."""
     from ple.run_writer import RUN_FILES
 
     out = Path(path)
@@ -33,7 +35,12 @@ def prepare_output_dir(path: str, overwrite: bool) -> None:
     if old and not overwrite:
         raise UserError(f"--output-dir {path} holds another run ({old[0].name}); pass "
                         f"--overwrite to replace it or choose another directory")
-    for p in old:
+    return old
+
+
+def prepare_output_dir(path: str, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory; with --overwrite, clear the old one."""
+    for p in check_output_dir(path, overwrite):
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
@@ -98,8 +105,11 @@ def check_processes(cfg: TrainConfig) -> None:
 def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
     """Check every input, then load the models and train. Returns the run summary."""
     check_processes(cfg)
+    writes = not resume and os.environ.get("RANK", "0") == "0"  # the process that writes
     if resume:
         check_resume(cfg)
+    elif writes:
+        check_output_dir(cfg.output_dir, overwrite)
     task = TASKS[cfg.task]
     examples = checked_inputs(cfg, task)
     queries = [e[0] if isinstance(e, tuple) else e for e in examples]
@@ -126,7 +136,7 @@ def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False
     # SFT and DPO on human pairs use the reward for evaluation only.
     needs_reward = not offline or cfg.eval_queries or cfg.method == "dpo" and cfg.task == "imdb"
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label) if needs_reward else None
-    if not resume and os.environ.get("RANK", "0") == "0":  # the process that writes
+    if writes:
         prepare_output_dir(cfg.output_dir, overwrite)
     if in_trl:
         from ple.baselines.dpo import train_dpo
