@@ -82,6 +82,20 @@ def test_step_bench_compares_equal_lengths_and_reports_ratios(tmp_path):
     assert "| peer |" in text
 
 
+def test_threads_bench_runs_one_process_then_jobs_at_once(tmp_path):
+    out = tmp_path / "threads.json"
+    result = run_script("threads_bench.py", "--model", "tiny", "--cycles", 1, "--batch-size",
+                        1, "--max-new-tokens", 2, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    one, jobs = data["one"], data["jobs"]
+    assert (one["processes"], jobs["processes"]) == (1, 2)
+    assert jobs["threads_each"] == max(1, one["threads_each"] // 2)
+    assert [len(s) for s in jobs["cycle_seconds"]] == [1, 1]
+    assert data["ratio"] == pytest.approx(jobs["cycles_per_minute"] / one["cycles_per_minute"])
+    assert f"over one run: **{data['ratio']:.2f}x**" in result.stdout
+
+
 def test_replay_bench_full_replay_grows_and_window_stays(tmp_path):
     out = tmp_path / "replay.json"
     result = run_script("replay_bench.py", "--model", "tiny", "--steps", 3,

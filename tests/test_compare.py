@@ -4,6 +4,7 @@ self-contained HTML that escapes model text, reuse of finished runs, and bad con
 
 import html
 import json
+import os
 import re
 import shutil
 import statistics
@@ -393,3 +394,50 @@ def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_pat
     assert result.returncode == 2
     assert result.stderr == "ple: error: --report-only: `ple` (ours) is not finished for " \
                             "every seed yet; nothing to compare with\n"
+
+
+def test_jobs_trains_runs_in_worker_processes_with_a_share_of_the_threads(first, tmp_path,
+                                                                          capfd):
+    """--jobs 2: the two missing runs train and are evaluated in two worker processes, each
+    with half of torch's threads, as quiet as the command; the finished runs are reused."""
+    import torch
+
+    root, _ = first
+    shutil.copytree(root / "out", tmp_path / "out")
+    for name in ("length_score.py", "compare.yaml"):
+        shutil.copy(root / name, tmp_path)
+    for run in ("ple/seed1", "raft/seed1"):
+        shutil.rmtree(tmp_path / "out/runs" / run)
+    kept = snapshot(tmp_path / "out/runs/ple/seed0")
+    result = run_ple("compare", "--config", "compare.yaml", "--jobs", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    workers = capfd.readouterr()  # what the workers wrote, on the process's own stdout/err
+    assert "ple compare: raft seed 1: training in" in workers.out
+    assert "Warning" not in workers.err and "PLE: 100%" in workers.err
+    for run in ("ple/seed1", "raft/seed1"):
+        summary = json.loads((tmp_path / "out/runs" / run / "summary.json").read_text())
+        assert summary["torch_threads"] == max(1, torch.get_num_threads() // 2)
+        assert (tmp_path / "out/runs" / run / "eval.json").is_file()
+    assert snapshot(tmp_path / "out/runs/ple/seed0") == kept
+    assert "ple" in markdown_table((tmp_path / "out/report.md").read_text(), "imdb: methods")
+
+
+def test_a_run_failing_in_a_worker_stops_the_study_with_its_line(tmp_path, monkeypatch):
+    # The reward is fine in this process (the base model's evaluation) and NaN in workers.
+    monkeypatch.setenv("PLE_TEST_PARENT_PID", str(os.getpid()))
+    (tmp_path / "worker_nan.py").write_text(
+        "import math, os\n"
+        "def score(prompts, completions):\n"
+        "    ok = os.getpid() == int(os.environ['PLE_TEST_PARENT_PID'])\n"
+        "    return [0.0 if ok else math.nan for _ in completions]\n")
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg.update(output_dir="out", reward="worker_nan:score", seeds=[0])
+    del cfg["winrate"]
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    result = run_ple("compare", "--config", "compare.yaml", "--jobs", "2", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    # After the base model's progress bars, one line and no traceback.
+    lines = [x for x in re.split(r"[\r\n]+", result.stderr) if x.strip()]
+    assert lines[-1].startswith("ple: error: reward `worker_nan:score` gave nan for query")
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+    assert not (tmp_path / "out/report.md").exists()

@@ -223,7 +223,7 @@ class _StderrHandler(logging.StreamHandler):
     stream = property(lambda self: sys.stderr, lambda self, value: None)
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     """ple's library code logs; the command shows its INFO lines as `ple: ...` on stderr."""
     logger = logging.getLogger("ple")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest and args.command not in ("train", "eval"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     quiet_third_parties()
-    _log_to_stderr()
+    log_to_stderr()
     try:
         if args.command == "train":
             cfg, command = parse_train(rest)

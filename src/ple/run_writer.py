@@ -10,6 +10,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 import yaml
 
 from ple import checkpoint
@@ -120,6 +121,8 @@ class RunWriter:
     def finish(self, args, folder: Path, metrics: list[dict], summary: dict) -> None:
         """summary.json, the model card in the saved folder, the trackers closed."""
         if self.main:
+            # Threads: a run's speed depends on them (ple compare --jobs gives each fewer).
+            summary = {**summary, "torch_threads": torch.get_num_threads()}
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
             write_model_card(folder, args, metrics, summary)
         for tracker in self.accelerator.trackers if self.accelerator else []:

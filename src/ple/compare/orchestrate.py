@@ -40,10 +40,21 @@ def add_arguments(sub) -> None:
         "orders, and write report.md and a self-contained report.html: the paper's "
         "Tables 1-5 and Figures 2-4. See configs/compare/imdb.yaml.")
     p.add_argument("--config", required=True, help="the compare YAML file")
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="train and evaluate up to N runs at once, each in its own process "
+                   "with 1/N of torch's threads. On 2 CPU cores, two one-thread runs did "
+                   "1.35 times the work of one two-thread run (BENCHMARKS.md: sampling "
+                   "barely uses a second thread). Default 1")
     p.add_argument("--report-only", action="store_true",
                    help="train and evaluate nothing: write the report of the runs already "
                    "finished and evaluated (every seed), naming those still missing; for a "
                    "study that spans several sessions")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return int(text)
 
 
 def _label(name: str, seed: int) -> str:
@@ -125,6 +136,48 @@ def evaluate(cfg: EvalConfig, label: str) -> None:
     run_eval(cfg, overwrite=True)
 
 
+def train_and_evaluate(cfg: CompareConfig, spec: RunSpec, status: Status) -> None:
+    train(spec, status)
+    out = Path(spec.config.output_dir)
+    evaluate(cfg.eval_config(spec.seed, out, out / "adapter", spec.config.chat_template),
+             _label(spec.name, spec.seed))
+
+
+def _start_worker(threads: int) -> None:
+    """A worker of `ple compare --jobs` speaks as the command does, with its share of
+    torch's threads."""
+    import torch
+
+    from ple.cli import log_to_stderr, quiet_third_parties
+
+    quiet_third_parties()
+    log_to_stderr()
+    torch.set_num_threads(threads)
+
+
+def run_in_processes(cfg: CompareConfig, runs: list[tuple[RunSpec, Status]],
+                     jobs: int) -> None:
+    """Each run in a worker process, `jobs` at a time, in the given order. The first run
+    that fails stops the rest from starting and is raised here; the runs under way finish
+    (each checkpoints, so a stopped study continues from there)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    # spawn, not fork: a forked copy of a process that has used torch's threads can hang.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(train_and_evaluate, cfg, spec, status)
+                   for spec, status in runs]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and f.exception()]
+        if failed:
+            pool.shutdown(cancel_futures=True)
+            raise failed[0].exception()
+
+
 def _write_whole(path: Path, data: str | bytes) -> None:
     """Write whole or not at all: a crash leaves no half-written file under `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +241,7 @@ def finished_part(cfg: CompareConfig) -> tuple[CompareConfig, list]:
     return part, missing
 
 
-def compare(cfg: CompareConfig, report_only: bool = False) -> None:
+def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> None:
     from ple.compare import report
 
     specs = run_specs(cfg)
@@ -197,15 +250,17 @@ def compare(cfg: CompareConfig, report_only: bool = False) -> None:
         cfg, missing = finished_part(cfg)
         specs = [s for s in specs if s.name in (*cfg.methods, *cfg.ablations)]
     else:
-        status = preflight(cfg, specs)
+        statuses = preflight(cfg, specs)
         for seed in cfg.seeds:
             evaluate(cfg.eval_config(seed, cfg.run_dir(BASE, seed), None,
                                      cfg.common.get("chat_template")), _label(BASE, seed))
-            for spec in (s for s in specs if s.seed == seed):
-                train(spec, status[spec.name, seed])
-                out = Path(spec.config.output_dir)
-                evaluate(cfg.eval_config(seed, out, out / "adapter",
-                                         spec.config.chat_template), _label(spec.name, seed))
+        runs = [(spec, statuses[spec.name, seed]) for seed in cfg.seeds
+                for spec in specs if spec.seed == seed]
+        if jobs == 1:
+            for spec, status in runs:
+                train_and_evaluate(cfg, spec, status)
+        else:
+            run_in_processes(cfg, runs, jobs)
         if cfg.winrate:
             judge_all(cfg)
     title, sections = report.build(cfg, specs)
@@ -222,4 +277,4 @@ def compare(cfg: CompareConfig, report_only: bool = False) -> None:
 
 
 def run(args) -> None:
-    compare(load_compare_config(args.config), args.report_only)
+    compare(load_compare_config(args.config), args.report_only, args.jobs)
