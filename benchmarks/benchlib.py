@@ -3,6 +3,7 @@ description, and the BENCHMARKS.md section format."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -123,6 +124,17 @@ def append_markdown(path: str, title: str, lines: list[str]) -> None:
                f"- Date: {datetime.now().strftime('%Y-%m-%d %H:%M')}", "", *lines]
     with open(p, "a", encoding="utf-8") as f:
         f.write(head + "\n" + "\n".join(section) + "\n")
+
+
+def publish(args, title: str, lines: list[str], numbers: dict) -> None:
+    """Print a benchmark's section; with --out, every number (beside the settings and the
+    machine) to a JSON file; with --append-markdown, the section to that file."""
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"settings": vars(args), "machine": machine(),
+                                              **numbers}, indent=1))
+    if args.append_markdown:
+        append_markdown(args.append_markdown, title, lines)
 
 
 def add_output_arguments(parser) -> None:

@@ -20,7 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-from benchlib import add_output_arguments, append_markdown, machine
+from benchlib import add_output_arguments, publish
 
 WINDOWS = {"window 1": 1, "full replay": 0}
 
@@ -93,13 +93,7 @@ def main() -> int:
         results = {name: run(args, window, f"{tmp}/{i}")
                    for i, (name, window) in enumerate(WINDOWS.items())}
     lines = report(args, results)
-    print("\n".join(lines))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"settings": vars(args), "machine": machine(),
-                                              "runs": results}, indent=1))
-    if args.append_markdown:
-        append_markdown(args.append_markdown, "Replay of D_train: window 1 against full "
-                        "replay", lines)
+    publish(args, "Replay of D_train: window 1 against full replay", lines, {"runs": results})
     return 0
 
 

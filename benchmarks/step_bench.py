@@ -36,8 +36,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from benchlib import (PhaseMeter, add_output_arguments, append_markdown, machine, memory_kind,
-                      memory_now_mib)
+from benchlib import (PhaseMeter, add_output_arguments, memory_kind, memory_now_mib,
+                      publish)
 
 CONTENDERS = ("ple", "floor", "peer")
 PHASES = ("generate", "score", "train")
@@ -280,16 +280,10 @@ def main() -> int:
     summary = {name: summarize(r) for name, r in results.items()}
     found = ratios(summary)
     lines = report(args, summary, found)
-    print("\n".join(lines))
-    if args.out:
-        Path(args.out).write_text(json.dumps(
-            {"settings": vars(args), "machine": machine(), "memory": memory_kind(),
-             "summary": summary, "ratios": found, "targets": TARGETS, "steps": results},
-            indent=1))
-    if args.append_markdown:
-        checkpointing = "with" if args.gradient_checkpointing else "without"
-        append_markdown(args.append_markdown, f"Step benchmark: PLE, floor, TRL RLOO, "
-                        f"{checkpointing} activation checkpointing", lines)
+    checkpointing = "with" if args.gradient_checkpointing else "without"
+    publish(args, f"Step benchmark: PLE, floor, TRL RLOO, {checkpointing} activation "
+            f"checkpointing", lines, {"memory": memory_kind(), "summary": summary,
+                                      "ratios": found, "targets": TARGETS, "steps": results})
     return 0
 
 

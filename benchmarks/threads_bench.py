@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import add_output_arguments, append_markdown, machine
+from benchlib import add_output_arguments, publish
 
 
 def cycles(args) -> list[float]:
@@ -101,14 +101,8 @@ def main() -> int:
         lines.append(f"| {name} | {r['processes']} | {r['threads_each']} | {mean:.2f} | "
                      f"{r['cycles_per_minute']:.2f} |")
     lines += ["", f"Throughput of --jobs {args.jobs} over one run: **{ratio:.2f}x**."]
-    print("\n".join(lines))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"settings": vars(args), "machine": machine(),
-                                              "one": one, "jobs": many, "ratio": ratio},
-                                             indent=1))
-    if args.append_markdown:
-        append_markdown(args.append_markdown, "Several runs at once on a CPU "
-                        "(ple compare --jobs)", lines)
+    publish(args, "Several runs at once on a CPU (ple compare --jobs)", lines,
+            {"one": one, "jobs": many, "ratio": ratio})
     return 0
 
 
