@@ -167,8 +167,10 @@ def run_in_processes(cfg: CompareConfig, runs: list[tuple[RunSpec, Status]],
 
     threads = max(1, torch.get_num_threads() // jobs)
     # spawn, not fork: a forked copy of a process that has used torch's threads can hang.
+    # A fresh process per run: nothing one run leaves in memory reaches the next.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,)) as pool:
+                             initializer=_start_worker, initargs=(threads,),
+                             max_tasks_per_child=1) as pool:
         futures = [pool.submit(train_and_evaluate, cfg, spec, status)
                    for spec, status in runs]
         wait(futures, return_when=FIRST_EXCEPTION)
