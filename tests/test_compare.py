@@ -431,8 +431,10 @@ def test_a_run_failing_in_a_worker_stops_the_study_with_its_line(tmp_path, monke
         "    ok = os.getpid() == int(os.environ['PLE_TEST_PARENT_PID'])\n"
         "    return [0.0 if ok else math.nan for _ in completions]\n")
     cfg = yaml.safe_load(CONFIG.read_text())
-    cfg.update(output_dir="out", reward="worker_nan:score", seeds=[0])
-    del cfg["winrate"]
+    cfg.update(output_dir="out", reward="worker_nan:score", seeds=[0],
+               methods={"ple": cfg["methods"]["ple"], "raft": cfg["methods"]["raft"]})
+    for unused in ("winrate", "ablations"):
+        del cfg[unused]
     (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     result = run_ple("compare", "--config", "compare.yaml", "--jobs", "2", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
