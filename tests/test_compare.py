@@ -125,7 +125,8 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
                               (ablations, "no_wsft: w/o L_weighted-sft",
                                "runs/no_wsft/seed{}")):
         evals = [json.loads((out / run.format(s) / "eval.json").read_text()) for s in SEEDS]
-        assert all(e["n"] == 4 and e["bleu"] is not None for e in evals)
+        assert all(e["n"] == 4 and e["bleu"] is not None and e["bleu_references_cut"]
+                   for e in evals)
         assert table[label][:5] == [
             expected([e["reference_perplexity"] for e in evals], 2),
             interval(evals, lambda e: {"mean": e["reward_mean"]}),
@@ -136,6 +137,7 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
     assert main["ple"][5:7] == ["8", "2"] and main["raft"][5] == "8"
     assert main["BASE"][5:7] == ["–", "–"]
     assert "length_score:score ↑" in md
+    assert "against the references (each cut to its response's length in words)" in md
     evals = [json.loads((out / f"runs/ple/seed{s}/eval.json").read_text()) for s in SEEDS]
     assert main["ple"][7] == interval(evals, lambda e: e["extra_rewards"]["length_score:score"])
     # The paper's numbers beside ours, where the config gives them.

@@ -174,6 +174,27 @@ def test_bleu_is_sacrebleu_corpus_bleu(tmp_path):
     assert 10 < result["bleu"] < 100
     assert result["bleu_signature"] == \
         f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
+    assert result["bleu_references_cut"] is False  # a TL;DR summary is a whole reference
+
+
+@pytest.mark.slow
+def test_imdb_bleu_cuts_each_reference_to_its_response_length(imdb_test, tmp_path):
+    import sacrebleu
+
+    _, rows = run_eval(tmp_path / "a", "--test-data", imdb_test, "-n", "4")
+    # Reviews that go on with exactly the responses, then far beyond them. The seed makes the
+    # second run sample the same responses to the same openings.
+    tail = " and then the review goes on for many more words than any response has"
+    reviews = write_jsonl(tmp_path / "b.jsonl", [
+        {"text": row["query"] + " " + row["response"] + tail, "label": 1} for row in rows])
+    result, rows_b = run_eval(tmp_path / "b", "--test-data", reviews, "-n", "4")
+    responses = [row["response"] for row in rows_b]
+    assert responses == [row["response"] for row in rows]
+    assert result["bleu_references_cut"] is True
+    assert result["bleu"] == pytest.approx(100)
+    # Uncut, the brevity penalty alone would sink it, for every model alike.
+    uncut = sacrebleu.corpus_bleu(responses, [[row["reference"] for row in rows_b]]).score
+    assert uncut < 10
 
 
 @pytest.mark.slow

@@ -51,6 +51,9 @@ class Task:
     principle: str
     hub_dataset: str          # loaded with `datasets` when --data is a hub name
     instruction: str          # chat models only: what the plain query asks for
+    # True where a reference goes on past any response (the rest of an IMDb review): BLEU
+    # then scores against the reference cut to each response's length.
+    open_ended_reference: bool = False
 
     def query(self, record: Record) -> str:
         """The query x of one data record."""
@@ -145,7 +148,7 @@ def imdb_prefix(text: str) -> str:
 TASKS = {
     "hh": Task("hh", HH_PRINCIPLE, "Anthropic/hh-rlhf", instruction=""),
     "imdb": Task("imdb", IMDB_PRINCIPLE, "stanfordnlp/imdb",
-                 instruction="Continue this movie review: "),
+                 instruction="Continue this movie review: ", open_ended_reference=True),
     "tldr": Task("tldr", TLDR_PRINCIPLE, "trl-lib/tldr", instruction=""),
 }
 

@@ -194,6 +194,9 @@ def results_section(runs: Runs) -> Section:
     cfg = runs.cfg
     first = runs.evals[BASE, cfg.seeds[0]]
     rows = [result_row(runs, BASE, "BASE")] + [result_row(runs, n, n) for n in cfg.methods]
+    # eval.json files written before BLEU's cut have no such key.
+    cut = " (each cut to its response's length in words)" \
+        if first.get("bleu_references_cut") else ""
     notes = [
         f"Task {cfg.task}, model {cfg.model}, reward {first['reward']}; evaluated on "
         f"{first['n']} test examples of {first['test_data']} per seed "
@@ -201,7 +204,7 @@ def results_section(runs: Runs) -> Section:
         f"{_spread_words(cfg)}.",
         "PPL: perplexity of the reference responses under the model (lower is better; "
         f"{MISSING} when the test split has no references). RM: mean reward of the generated "
-        "responses. BLEU: sacrebleu corpus BLEU (0-100) against the references. Guards "
+        f"responses. BLEU: sacrebleu corpus BLEU (0-100) against the references{cut}. Guards "
         "against reward hacking: base-PPL, the responses' perplexity under the untrained "
         "model (far above BASE's: the text drifted away from fluent language), and "
         "distinct-2 (falling: repetition). Budget: responses sampled while training, and "

@@ -3,7 +3,8 @@
 All numbers come from the same N test examples, drawn with the seed:
 - perplexity of the reference responses (HH chosen, IMDb positive reviews, TL;DR summaries)
   under the evaluated model, each conditioned on its query exactly as the policy sees it;
-- BLEU of the generated responses against those references (sacrebleu, see metrics);
+- BLEU of the generated responses against those references (sacrebleu, see metrics; an
+  IMDb reference cut to its response's length first);
 - mean reward of the generated responses, with its standard error;
 - two guards against reward hacking on the same responses (see evaluate_plain): their
   perplexity under the frozen base model, and distinct-1/2.
@@ -266,7 +267,8 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
     import torch
 
     from ple.evaluation.heldout import evaluate_plain
-    from ple.evaluation.metrics import corpus_bleu, mean_and_se, perplexity
+    from ple.evaluation.metrics import (corpus_bleu, cut_to_response_length, mean_and_se,
+                                        perplexity)
     from ple.models import check_adapter_dir, load_adapter, load_policy, load_tokenizer
     from ple.online import length_filter
     from ple.rewards import checked_scores, load_reward
@@ -316,15 +318,17 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
               "test_examples": len(examples), "records_without_reference": without_reference,
               "queries_dropped_too_long": too_long, "n": plain["n"],
               "reference_perplexity": None, "reference_tokens": 0, "references_truncated": 0,
-              "bleu": None, "bleu_signature": None}
+              "bleu": None, "bleu_signature": None, "bleu_references_cut": None}
     if references[0] is not None:
         logp_sum, n_tokens, cut = reference_logprob(
             model, tokenizer, [prompter.ids(q) for q in queries], references,
             cfg.max_reference_tokens, cfg.batch_size)
-        bleu, signature = corpus_bleu(responses, references)
+        bleu_references = cut_to_response_length(references, responses) \
+            if task.open_ended_reference else references
+        bleu, signature = corpus_bleu(responses, bleu_references)
         result.update(reference_perplexity=perplexity(logp_sum, n_tokens),
                       reference_tokens=n_tokens, references_truncated=cut, bleu=bleu,
-                      bleu_signature=signature)
+                      bleu_signature=signature, bleu_references_cut=task.open_ended_reference)
     se = plain["reward_se"]
     result.update(reward=reward.name, reward_mean=plain["reward_mean"],
                   reward_se=_se_or_none(se),
