@@ -20,7 +20,8 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	# Browser tests of `ple annotate` drive Debian's chromium (as root, like CI).
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
-	$(PY) -m pytest -q --durations=30
+	# One worker per core, each test file on one worker (its module fixtures built once).
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=30
 
 # README's test command on a fresh clone of HEAD with an empty HOME and cache, as a new user
 # (and CI) meets it. Run it before resolving an issue.

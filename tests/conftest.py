@@ -13,6 +13,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+# `make test` runs the suite in one pytest-xdist worker per core. Each worker, and every
+# process it starts (subprocesses inherit the variable), computes on one thread: two
+# one-thread processes get 1.35x the work of one two-thread process out of 2 cores
+# (benchmarks/threads_bench.py), while more threads than cores thrash.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 
 @pytest.fixture(scope="session")
 def tiny():

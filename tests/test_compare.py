@@ -411,14 +411,22 @@ def test_jobs_trains_runs_in_worker_processes_with_a_share_of_the_threads(first,
     for run in ("ple/seed1", "raft/seed1"):
         shutil.rmtree(tmp_path / "out/runs" / run)
     kept = snapshot(tmp_path / "out/runs/ple/seed0")
-    result = run_ple("compare", "--config", "compare.yaml", "--jobs", "2", cwd=tmp_path)
+    # Twice (cores + 1) threads here, so each worker's share is a count no process gets by
+    # default (that is at most the cores, and 1 under `make test`).
+    share = os.cpu_count() + 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 * share)
+    try:
+        result = run_ple("compare", "--config", "compare.yaml", "--jobs", "2", cwd=tmp_path)
+    finally:
+        torch.set_num_threads(threads)
     assert result.returncode == 0, result.stderr[-3000:]
     workers = capfd.readouterr()  # what the workers wrote, on the process's own stdout/err
     assert "ple compare: raft seed 1: training in" in workers.out
     assert "Warning" not in workers.err and "PLE: 100%" in workers.err
     for run in ("ple/seed1", "raft/seed1"):
         summary = json.loads((tmp_path / "out/runs" / run / "summary.json").read_text())
-        assert summary["torch_threads"] == max(1, torch.get_num_threads() // 2)
+        assert summary["torch_threads"] == share
         assert (tmp_path / "out/runs" / run / "eval.json").is_file()
     assert snapshot(tmp_path / "out/runs/ple/seed0") == kept
     assert "ple" in markdown_table((tmp_path / "out/report.md").read_text(), "imdb: methods")
