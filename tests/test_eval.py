@@ -187,7 +187,13 @@ def test_imdb_bleu_cuts_each_reference_to_its_response_length(imdb_test, tmp_pat
     tail = " and then the review goes on for many more words than any response has"
     reviews = write_jsonl(tmp_path / "b.jsonl", [
         {"text": row["query"] + " " + row["response"] + tail, "label": 1} for row in rows])
-    result, rows_b = run_eval(tmp_path / "b", "--test-data", reviews, "-n", "4")
+    out = tmp_path / "b"
+    result = run_ple("eval", "--model", "tiny", "--max-new-tokens", "6", "--output-dir", out,
+                     "--test-data", reviews, "-n", "4")
+    assert "  BLEU 100.00 (nrefs:1|" in result.stdout
+    assert "references cut to each response's length)" in result.stdout
+    result = json.loads((out / "eval.json").read_text())
+    rows_b = [json.loads(line) for line in open(out / "eval_samples.jsonl")]
     responses = [row["response"] for row in rows_b]
     assert responses == [row["response"] for row in rows]
     assert result["bleu_references_cut"] is True

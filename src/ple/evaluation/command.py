@@ -62,7 +62,9 @@ def describe(result: dict) -> str:
         lines.append(f"  reference perplexity {result['reference_perplexity']:.2f} "
                      f"({result['reference_tokens']} tokens, "
                      f"{result['references_truncated']} references truncated)")
-        lines.append(f"  BLEU {result['bleu']:.2f} ({result['bleu_signature']})")
+        cut = ", references cut to each response's length" if result["bleu_references_cut"] \
+            else ""
+        lines.append(f"  BLEU {result['bleu']:.2f} ({result['bleu_signature']}{cut})")
     se = result["reward_se"]
     lines.append(f"  reward {result['reward_mean']:+.3f}" + (f" ± {se:.3f}" if se is not None
                                                              else "")
