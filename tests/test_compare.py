@@ -98,10 +98,12 @@ def as_shown(text: str) -> str:
 
 
 def expected(values: list[float], digits: int) -> str:
-    """Mean ± standard deviation over the seeds, or the value where they agree."""
+    """The mean over the two seeds with Student's t's 95 % interval (1 degree of freedom),
+    or the value where they agree."""
     if len(set(values)) == 1:
         return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    mean, half = statistics.mean(values), 12.706 * statistics.stdev(values) / 2 ** 0.5
+    return f"{mean:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
 
 
 def interval(evals: list[dict], get) -> str:

@@ -90,7 +90,7 @@ class CompareConfig:
         "For a classifier reward: which label's logit is the reward. Default 1."))
     seeds: list[int] = field(default_factory=lambda: [0], metadata=_doc(
         "Every run is trained and evaluated once per seed; with several, tables give the "
-        "mean ± standard deviation over seeds. Default [0]. The paper reports one run."))
+        "mean over seeds with its 95 % interval. Default [0]. The paper reports one run."))
     output_dir: str = field(default="runs/compare", metadata=_doc(
         "Where runs, evaluations, win rates, report.md and report.html go. Finished runs "
         "found there with the same config are reused. Default runs/compare."))

@@ -7,8 +7,8 @@
 - training reward over generated responses (Figure 3), and level-set purity per step;
 - responses to a few held-out queries (Figure 4).
 
-With one seed a number is the run's own (RM ± its standard error over the test responses);
-with several, the mean ± standard deviation over seeds. Both files hold the same content;
+With one seed a number is the run's own (RM and every scorer with a 95 % interval over the
+test responses); with several, the mean over seeds with Student's t's 95 % interval. Both files hold the same content;
 the HTML embeds its figures as base64 PNG and escapes every text, so it stands alone.
 """
 
@@ -37,24 +37,16 @@ MISSING = "–"
 
 
 # --- numbers -----------------------------------------------------------------------------
-def mean_and_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1) over seeds; no deviation for one seed."""
-    if len(values) == 1:
-        return values[0], None
-    return statistics.mean(values), statistics.stdev(values)
-
-
-def cell(values: list[float | None], digits: int, se: float | None = None) -> str:
-    """A table cell: one seed's value (± `se`, its standard error, when given), or the mean
-    ± standard deviation of several (just the value when all seeds agree, as budgets do);
-    MISSING when a run has no such number."""
+def cell(values: list[float | None], digits: int) -> str:
+    """A table cell: one seed's value, or the mean over several seeds with its 95 % interval
+    (Student's t over the seeds, as ci95); just the value when all seeds agree (as budgets
+    do); MISSING when a run has no such number."""
     if not values or any(v is None for v in values):
         return MISSING
-    if len(set(values)) == 1 and se is None:
+    if len(set(values)) == 1:
         return f"{values[0]:.{digits}f}"
-    mean, std = mean_and_std(values)
-    spread = std if std is not None else se
-    return f"{mean:.{digits}f}" + (f" ± {spread:.{digits}f}" if spread is not None else "")
+    mean, half = ci95([(v, float("nan")) for v in values])
+    return f"{mean:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
 
 
 def mean_by_step(seed_rows: list[list[dict]], get) -> tuple[list[int], list[float]]:
@@ -184,10 +176,9 @@ def _spread_words(cfg: CompareConfig) -> str:
     if len(cfg.seeds) == 1:
         return (f"one seed ({cfg.seeds[0]}): RM and every scorer with the 95 % interval of "
                 f"its mean over the test responses (± 1.96 standard errors)")
-    return (f"{len(cfg.seeds)} seeds ({', '.join(map(str, cfg.seeds))}): RM and every scorer "
-            f"with a 95 % interval (Student's t over the seeds' means, which holds training "
-            f"and test-set noise alike), the other columns mean ± standard deviation over "
-            f"seeds")
+    return (f"{len(cfg.seeds)} seeds ({', '.join(map(str, cfg.seeds))}): every number is "
+            f"the mean over the seeds with its 95 % interval (Student's t over the seeds' "
+            f"values, which holds training and test-set noise alike)")
 
 
 def results_section(runs: Runs) -> Section:
@@ -340,7 +331,7 @@ def winrate_section(runs: Runs) -> Section:
     for other in cfg.opponents():
         reports = [runs.winrates[other, seed] for seed in cfg.seeds]
         shares = [[100 * r[f"{k}_rate"] for r in reports] for k in ("win", "tie", "lose")]
-        rates.append([mean_and_std(s)[0] for s in shares])
+        rates.append([statistics.mean(s) for s in shares])
         rows.append([f"{cfg.ours} vs {other}", *(cell(s, 0) for s in shares),
                      cell([r["n"] for r in reports], 0)])
     fig = MplFigure(figsize=(7, 0.6 * len(rows) + 1.2))
