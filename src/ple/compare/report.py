@@ -7,8 +7,8 @@
 - training reward over generated responses (Figure 3), and level-set purity per step;
 - responses to a few held-out queries (Figure 4).
 
-With one seed a number is the run's own (RM and every scorer with a 95 % interval over the
-test responses); with several, the mean over seeds with Student's t's 95 % interval. Both files hold the same content;
+With one seed a number is the run's own (RM and every scorer with a 95 % interval over
+the test responses); with several, the mean over seeds with Student's t's 95 % interval. Both files hold the same content;
 the HTML embeds its figures as base64 PNG and escapes every text, so it stands alone.
 """
 
