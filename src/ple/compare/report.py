@@ -8,8 +8,9 @@
 - responses to a few held-out queries (Figure 4).
 
 With one seed a number is the run's own (RM and every scorer with a 95 % interval over
-the test responses); with several, the mean over seeds with Student's t's 95 % interval. Both files hold the same content;
-the HTML embeds its figures as base64 PNG and escapes every text, so it stands alone.
+the test responses); with several, the mean over seeds with Student's t's 95 % interval.
+Both files hold the same content; the HTML embeds its figures as base64 PNG and escapes
+every text, so it stands alone.
 """
 
 from __future__ import annotations
