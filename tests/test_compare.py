@@ -378,12 +378,16 @@ def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_pat
     shutil.copy(root / "length_score.py", tmp_path)
     cfg = yaml.safe_load((root / "compare.yaml").read_text())
     cfg["methods"]["raft-slow"] = {"method": "raft", "raft_k": 2, "learning_rate": 0.01}
+    # A discussion written after reading the tables goes first, a paragraph per block.
+    cfg["discussion"] = "PLE leads <RAFT>.\nSame paragraph.\n\nA second paragraph."
     (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(not finished yet: raft-slow)" in result.stdout
     assert not (tmp_path / "out/runs/raft-slow").exists()
     md = (tmp_path / "out/report.md").read_text()
+    assert "\n## Discussion\n\nPLE leads &lt;RAFT&gt;. Same paragraph.\n\nA second " \
+           "paragraph.\n\n## Results" in md
     assert "not finished yet, so in no table: raft-slow." in md
     assert list(markdown_table(md, "imdb: methods")) == ["BASE", "ple", "raft"]
     # The finished runs were all judged, so their win rates stay; one missing drops them.

@@ -118,6 +118,10 @@ class CompareConfig:
         "beside ours in the results and ablation tables. Default none. Paper, Table 2 "
         "(IMDb): base -0.41, SFT -0.29, DPO 0.92, RAFT-4 1.00, PPO 1.02, PLE 1.33; "
         "Table 4: w/o L_rank 0.86, w/o L_wsft 0.95."))
+    discussion: str = field(default="", metadata=_doc(
+        "What the results show, in paragraphs separated by blank lines, put first in the "
+        "report under Discussion. Written after reading the tables; `--report-only` "
+        "rewrites the report with it. Default none."))
     # Filled by load_compare_config: "file:line" of each key and entry, for messages.
     where: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 

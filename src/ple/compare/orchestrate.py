@@ -267,8 +267,9 @@ def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> Non
             judge_all(cfg)
     title, sections = report.build(cfg, specs)
     if missing:
-        sections[0].blocks.insert(0, f"A partial report (ple compare --report-only): not "
-                                     f"finished yet, so in no table: {', '.join(missing)}.")
+        sections.insert(0, report.Section("A partial report", [
+            f"ple compare --report-only: not finished yet, so in no table: "
+            f"{', '.join(missing)}."]))
     out = Path(cfg.output_dir)
     for name, png in report.figures(sections).items():
         _write_whole(out / "figures" / name, png)

@@ -456,6 +456,9 @@ def build(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[str, list[Section]]
     if purity:
         sections.append(purity)
     sections.append(samples_section(runs))
+    if cfg.discussion:
+        paragraphs = [p for p in cfg.discussion.split("\n\n") if p.strip()]
+        sections.insert(0, Section("Discussion", paragraphs))
     return f"ple compare: {cfg.task}, model {cfg.model}", sections
 
 
