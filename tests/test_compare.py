@@ -347,6 +347,34 @@ def test_guarded_best_takes_the_highest_reward_whose_guards_hold():
     assert guarded_best({k: runs[k] for k in ("lr-a", "lr-c")}, base) is None
 
 
+def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
+    from ple.compare.report import reward_series
+
+    def row(step, generated, reward, **extra):
+        return {"step": step, "generated_responses": generated, "reward_mean": reward,
+                **extra}
+
+    metrics = {
+        # ours: y' logged every step, a held-out evaluation at step 2 (seed 1 also at 1)
+        ("ple", 0): [row(1, 4, 0.1, reward_prompt_mean=0.5),
+                     row(2, 8, 0.3, reward_prompt_mean=0.7, eval_reward_mean=0.2)],
+        ("ple", 1): [row(1, 4, 0.3, reward_prompt_mean=0.9, eval_reward_mean=0.0),
+                     row(2, 8, 0.5, reward_prompt_mean=1.1, eval_reward_mean=0.4)],
+        # TRL's RLOO logs `reward`; four samples a step
+        ("rloo", 0): [{"step": 1, "generated_responses": 8, "reward": -0.2}],
+        ("rloo", 1): [{"step": 1, "generated_responses": 8, "reward": 0.2}],
+        # SFT samples nothing while training: no curve
+        ("sft", 0): [{"step": 1, "loss": 1.0}], ("sft", 1): [{"step": 1, "loss": 0.9}],
+    }
+    series = reward_series(["ple", "rloo", "sft"], [0, 1], metrics, ours="ple")
+    assert list(series) == ["ple", "rloo"]
+    assert series["ple"]["training"] == [(4, pytest.approx(0.2)), (8, pytest.approx(0.4))]
+    assert series["ple"]["principle"] == [(4, pytest.approx(0.7)), (8, pytest.approx(0.9))]
+    # Step 1's evaluation is seed 1's alone: a mean over the seeds that logged it.
+    assert series["ple"]["held-out"] == [(4, pytest.approx(0.0)), (8, pytest.approx(0.3))]
+    assert series["rloo"] == {"training": [(8, pytest.approx(0.0))], "held-out": []}
+
+
 def test_choice_section_lists_each_grid_and_marks_the_choice():
     from types import SimpleNamespace
 

@@ -361,39 +361,66 @@ def winrate_section(runs: Runs) -> Section:
                f"and the base model.", _png(fig))])
 
 
+def reward_series(names: list[str], seeds: list[int], metrics: dict, ours: str) -> dict:
+    """What the reward figure draws, per run that samples while training: `training` (the
+    mean reward of each step's sampled responses), for `ours` `principle` (of its
+    principle-guided responses y') where logged, and `held-out` (the periodic evaluations,
+    eval_steps) where logged; each a list of (generated responses so far, reward), both
+    means over the seeds. `metrics[name, seed]` is that run's metrics rows."""
+    series = {}
+    for name in names:
+        seed_rows = [metrics[name, seed] for seed in seeds]
+        if not any(training_reward(r) is not None for rows in seed_rows for r in rows):
+            continue
+        steps, xs = mean_by_step(seed_rows, lambda r: r.get("generated_responses"))
+        x_of = dict(zip(steps, xs))
+
+        def points(get):
+            steps, ys = mean_by_step(seed_rows, get)
+            return [(x_of[s], y) for s, y in zip(steps, ys) if y == y]  # NaN: not logged
+
+        series[name] = {"training": points(training_reward)}
+        if name == ours:
+            series[name]["principle"] = points(lambda r: r.get("reward_prompt_mean"))
+        series[name]["held-out"] = points(lambda r: r.get("eval_reward_mean"))
+    return series
+
+
 def curves_section(runs: Runs) -> Section:
     cfg = runs.cfg
     trained = runs.names[1:]
-    fig = MplFigure(figsize=(8, 4.5))
-    ax = fig.subplots()
-    without = []
+    series = reward_series(trained, cfg.seeds, runs.metrics, cfg.ours)
+    # Held-out reward against the budget (the paper's sample-efficiency claim) beside the
+    # noisier training batches; one legend entry per run, in its own panel, so that it
+    # hides no curve however many runs a grid has.
+    fig = MplFigure(figsize=(12, 4.5))
+    held, batch, key = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 0.45]})
     for i, name in enumerate(trained):
-        seed_rows = [runs.metrics[name, seed] for seed in cfg.seeds]
-        if not any(training_reward(r) is not None for rows in seed_rows for r in rows):
-            without.append(name)
+        if name not in series:
             continue
-        color = f"C{i % 10}"
-        steps, xs = mean_by_step(seed_rows, lambda r: r.get("generated_responses"))
-        x_of = dict(zip(steps, xs))
-        steps, ys = mean_by_step(seed_rows, training_reward)
-        ax.plot([x_of[s] for s in steps], ys, color=color, label=f"{name} (training batch)")
-        if name == cfg.ours and any("reward_prompt_mean" in r for r in seed_rows[0]):
-            steps, ys = mean_by_step(seed_rows, lambda r: r.get("reward_prompt_mean"))
-            ax.plot([x_of[s] for s in steps], ys, color=color, linestyle=":",
-                    label=f"{name}, with the principle prompt (y')")
-        steps, ys = mean_by_step(seed_rows, lambda r: r.get("eval_reward_mean"))
-        points = [(x_of[s], y) for s, y in zip(steps, ys) if y == y]  # NaN: no eval there
-        if points:
-            ax.plot(*zip(*points), color=color, linestyle="--", marker="o",
-                    label=f"{name} (held-out eval)")
-    ax.set_xlabel("generated responses (training budget)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("mean reward")
-    ax.legend(fontsize="small")
-    ax.set_title("Reward while training")
-    caption = ("Mean reward of each step's sampled responses over the responses generated "
-               "so far" + (", mean over seeds" if len(cfg.seeds) > 1 else "") + "; dashed "
-               "with markers: periodic held-out evaluations (eval_steps), where logged.")
+        color, run = f"C{i % 10}", series[name]
+        if run["held-out"]:
+            held.plot(*zip(*run["held-out"]), color=color, marker="o", label=name)
+        batch.plot(*zip(*run["training"]), color=color, linewidth=1, label=name)
+        if run.get("principle"):
+            batch.plot(*zip(*run["principle"]), color=color, linestyle=":", linewidth=1,
+                       label=f"{name}, y' (principle prompt)")
+    for ax, title in ((held, "held-out reward (eval_steps)"),
+                      (batch, "reward of each training batch")):
+        ax.set_title(title)
+        ax.set_xlabel("generated responses (training budget)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    held.set_ylabel("mean reward")
+    if not any(run["held-out"] for run in series.values()):
+        held.text(0.5, 0.5, "no periodic held-out evaluation logged\n(eval_steps)",
+                  ha="center", va="center", transform=held.transAxes)
+    key.axis("off")
+    key.legend(*batch.get_legend_handles_labels(), loc="center left", fontsize="small")
+    caption = ("Left: mean reward of the held-out queries at each periodic evaluation "
+               "(eval_steps), against the responses generated so far; right: mean reward of "
+               "each step's sampled responses (dotted: ours with the principle prompt, y')"
+               + (", means over seeds" if len(cfg.seeds) > 1 else "") + ".")
+    without = [name for name in trained if name not in series]
     if without:
         caption += f" No training reward (they sample nothing while training): " \
                    f"{', '.join(without)}."
