@@ -32,8 +32,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 15_000
 # The page after judgment n: the done page, or the next pair with its keys listening.
+# Each judgment loads the next page: while it is still being parsed, `progress` may not
+# exist yet (seen under load), which must read as "not ready", not as an error.
 READY = ("n => document.getElementById('done') || (document.getElementById('progress')"
-         ".value == n && document.documentElement.dataset.keys == 'ready')")
+         "?.value == n && document.documentElement.dataset.keys == 'ready')")
 LOADED = ("() => document.getElementById('done') || "
           "document.documentElement.dataset.keys == 'ready'")
 
