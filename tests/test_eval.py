@@ -58,11 +58,15 @@ def imdb_test(tmp_path_factory):
     return write_jsonl(tmp_path_factory.mktemp("data") / "test.jsonl", records)
 
 
-def run_eval(out, *args):
+def run_eval(out, *args, printed: list | None = None):
+    """`ple eval` on the tiny model: (eval.json, eval_samples.jsonl rows); what it printed is
+    appended to `printed` when given."""
     result = run_ple("eval", "--model", "tiny", "--max-new-tokens", "6", "--output-dir", out,
                      *args)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Wrote {out}/eval.json and eval_samples.jsonl" in result.stdout
+    if printed is not None:
+        printed.append(result.stdout)
     return (json.loads((Path(out) / "eval.json").read_text()),
             [json.loads(line) for line in open(Path(out) / "eval_samples.jsonl")])
 
@@ -187,13 +191,11 @@ def test_imdb_bleu_cuts_each_reference_to_its_response_length(imdb_test, tmp_pat
     tail = " and then the review goes on for many more words than any response has"
     reviews = write_jsonl(tmp_path / "b.jsonl", [
         {"text": row["query"] + " " + row["response"] + tail, "label": 1} for row in rows])
-    out = tmp_path / "b"
-    result = run_ple("eval", "--model", "tiny", "--max-new-tokens", "6", "--output-dir", out,
-                     "--test-data", reviews, "-n", "4")
-    assert "  BLEU 100.00 (nrefs:1|" in result.stdout
-    assert "references cut to each response's length)" in result.stdout
-    result = json.loads((out / "eval.json").read_text())
-    rows_b = [json.loads(line) for line in open(out / "eval_samples.jsonl")]
+    printed = []
+    result, rows_b = run_eval(tmp_path / "b", "--test-data", reviews, "-n", "4",
+                              printed=printed)
+    assert "  BLEU 100.00 (nrefs:1|" in printed[0]
+    assert "references cut to each response's length)" in printed[0]
     responses = [row["response"] for row in rows_b]
     assert responses == [row["response"] for row in rows]
     assert result["bleu_references_cut"] is True
