@@ -7,12 +7,13 @@ feature differences, `ple.rewards.train.fit_probe`) are fitted on
 
 - both subsets at once (what the recipe's probe does),
 - each subset alone, scored on that subset's held-out pairs,
-- each subset alone, combined by a gate: a logistic regression that tells from the prompt's
-  features which subset a pair came from, weighing the two probes by its probability,
+- each subset alone, combined by a gate: a logistic regression that tells from the same
+  features which subset a text came from, weighing the two probes by its probability (so
+  the combined reward is still a function of the one forward pass a reward makes),
 
 and, as a backbone-free control, the same fits on bags of words of the two responses.
 
-    python benchmarks/hh_reward_probe.py --out /tmp/hh-probe        # about 110 min on 2 cores
+    python benchmarks/hh_reward_probe.py --out /tmp/hh-probe        # about 80 min on 2 cores
 
 Prints one table (pairwise accuracy on each subset's held-out pairs, ± SE); outputs go under
 --out (never into the repository). A rerun reuses the saved features.
@@ -41,23 +42,23 @@ def subset(example) -> str:
 
 
 def backbone_features(cfg, examples, out: Path, name: str) -> dict:
-    """{"chosen", "rejected", "prompt"}: the last token's final hidden state of each text,
-    cached in out/name.safetensors."""
+    """{"chosen", "rejected"}: the last token's final hidden state of each text, each side
+    cached in out/name-side.safetensors as soon as it is computed."""
     from safetensors.torch import load_file, save_file
 
-    path = out / f"{name}.safetensors"
-    if path.exists():
-        return load_file(path)
-    tokenizer = load_base_tokenizer(cfg.base, cfg.truncation_side)
-    model = load_base_model(cfg.base, 1, tokenizer, cfg.seed)
-    head, pad = head_name(model), tokenizer.pad_token_id
-    features = {}
-    for side, pairs in (("chosen", [e.chosen for e in examples]),
-                        ("rejected", [e.rejected for e in examples]),
-                        ("prompt", [(e.chosen[0], "") for e in examples])):
-        ids = encode(tokenizer, cfg, pairs).ids
-        features[side] = pooled_features(model, head, ids, 16, pad, f"{name}: {side}").float()
-    save_file(features, str(path))
+    features, model = {}, None
+    for side in ("chosen", "rejected"):
+        path = out / f"{name}-{side}.safetensors"
+        if path.exists():
+            features[side] = load_file(path)["features"]
+            continue
+        if model is None:
+            tokenizer = load_base_tokenizer(cfg.base, cfg.truncation_side)
+            model = load_base_model(cfg.base, 1, tokenizer, cfg.seed)
+        ids = encode(tokenizer, cfg, [getattr(e, side) for e in examples]).ids
+        features[side] = pooled_features(model, head_name(model), ids, 16,
+                                         tokenizer.pad_token_id, f"{name}: {side}").float()
+        save_file({"features": features[side]}, str(path))
     return features
 
 
@@ -66,8 +67,9 @@ def words(text: str) -> list[str]:
 
 
 def bag_of_words(train, held_out) -> tuple[dict, dict]:
-    """Binary bags of words (at least 3 training pairs use the word) and length, for the
-    chosen and rejected responses and the prompt."""
+    """Binary bags of words (at least 3 training pairs use the word) and length of the
+    chosen and rejected responses, each with the prompt's bag of words beside it (for the
+    gate; the probes see only the difference, where the prompt's part cancels)."""
     counts = Counter(w for e in train for w in set(words(e.chosen[1])) | set(words(e.rejected[1])))
     vocab = {w: i for i, w in enumerate(w for w, c in counts.items() if c >= 3)}
 
@@ -79,10 +81,12 @@ def bag_of_words(train, held_out) -> tuple[dict, dict]:
         v[-1] = len(words(text)) / 50
         return v
 
+    def pair(prompt, response):
+        return torch.cat([vec(response), vec(prompt)])
+
     def table(examples):
-        return {"chosen": torch.stack([vec(e.chosen[1]) for e in examples]),
-                "rejected": torch.stack([vec(e.rejected[1]) for e in examples]),
-                "prompt": torch.stack([vec(e.chosen[0]) for e in examples])}
+        return {side: torch.stack([pair(*getattr(e, side)) for e in examples])
+                for side in ("chosen", "rejected")}
     return table(train), table(held_out)
 
 
@@ -95,10 +99,14 @@ def probe(features, rows, seed, groups):
     return w.float(), info
 
 
+def with_constant(x):
+    return torch.cat([x, torch.ones(len(x), 1)], 1)
+
+
 def gate(features, labels, seed, groups):
-    """P(harmless-base | prompt): logistic regression on the prompt's features, fitted with
-    the probe's own code on features mirrored by the label, plus a constant feature."""
-    x = torch.cat([features["prompt"], torch.ones(len(labels), 1)], 1).double()
+    """P(harmless-base | text): logistic regression on the chosen texts' features, fitted
+    with the probe's own code on features mirrored by the label, plus a constant feature."""
+    x = with_constant(features["chosen"]).double()
     sign = (2 * labels - 1).double()[:, None]
     w, info = fit_probe(torch.cat([x * sign, -x * sign]),
                         torch.cat([torch.ones(len(labels)), torch.zeros(len(labels))]).double(),
@@ -131,12 +139,15 @@ def evaluate(label, train_f, held_f, train, held_out, seed) -> list[str]:
                       info))
     labels = torch.tensor([float(k == "harmless-base") for k in kinds])
     w_gate, gate_info = gate(train_f, labels, seed, groups)
-    p = torch.sigmoid(torch.cat([held_f["prompt"], torch.ones(len(held_out), 1)], 1) @ w_gate)
+    def reward(x):  # the gated reward of each text: its own gate weighs the two probes
+        p = torch.sigmoid(with_constant(x) @ w_gate)
+        return p * (x @ per_subset["harmless-base"]) + (1 - p) * (x @ per_subset["helpful-base"])
+
+    p = torch.sigmoid(with_constant(held_f["chosen"]) @ w_gate)
     truth = torch.tensor([float(k == "harmless-base") for k in held_kinds])
     gate_acc = ((p > 0.5).float() == truth).float().mean().item()
-    gated = (p * (held_diff @ per_subset["harmless-base"])
-             + (1 - p) * (held_diff @ per_subset["helpful-base"]))
-    lines.append((f"{label}: gated (gate accuracy {gate_acc:.3f} on held-out prompts)",
+    gated = reward(held_f["chosen"]) - reward(held_f["rejected"])
+    lines.append((f"{label}: gated (gate accuracy {gate_acc:.3f} on held-out texts)",
                   {k: accuracy(gated, r) for k, r in held_rows.items()}, gate_info))
     return lines
 
