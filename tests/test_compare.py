@@ -311,12 +311,23 @@ def test_the_efficiency_config_spends_equal_budgets():
     assert raft.max_steps * raft.batch_size * raft.raft_k == 160
 
 
-def test_the_study_tuning_config_spends_at_least_1000_responses_per_method():
-    """configs/compare/imdb-tune-lr.yaml (issue 14): every method at each of three learning
-    rates, >= 1,000 generated responses (SFT and DPO: PLE's optimizer steps), on validation."""
+GRID = {(m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft") for lr in (1e-4, 3e-4, 1e-3)}
+
+
+@pytest.mark.parametrize("name,rates,split,n,seeds", [
+    ("imdb-tune-lr", GRID, "valid", 128, [0]),
+    ("imdb-tune-baselines", {x for x in GRID if x[0] != "ple"} | {("ple", 3e-4)}, "valid",
+     128, [0]),
+    ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2])])
+def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates, split, n,
+                                                                      seeds):
+    """The IMDb study's configs (issue 14): >= 1,000 generated responses per run (SFT and
+    DPO: PLE's optimizer steps), the paper's reward with VADER beside it; the tuning grids
+    every method at three learning rates on validation, the test stage 256 test openings
+    over three seeds."""
     from ple.compare.config import load_compare_config, run_specs
 
-    cfg = load_compare_config(str(REPO / "configs" / "compare" / "imdb-tune-lr.yaml"))
+    cfg = load_compare_config(str(REPO / "configs" / "compare" / f"{name}.yaml"))
     specs = [s.config for s in run_specs(cfg)]
     responses = {"ple": lambda c: c.max_steps * c.batch_size * 2,
                  "raft": lambda c: c.max_steps * c.batch_size * c.raft_k,
@@ -328,11 +339,11 @@ def test_the_study_tuning_config_spends_at_least_1000_responses_per_method():
             assert 1000 <= responses[c.method](c) <= 1100, c.output_dir
         else:
             assert c.max_steps == 63
-    assert {(c.method, c.learning_rate) for c in specs} == {
-        (m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft")
-        for lr in (1e-4, 3e-4, 1e-3)}
+    if rates is not None:
+        assert {(c.method, c.learning_rate) for c in specs} == rates
     assert {c.reward for c in specs} == {"imdb-sentiment"}
-    assert "valid" in cfg.eval["test_data"] and cfg.eval["extra_rewards"] == "vader"
+    assert split in cfg.eval["test_data"] and cfg.eval["extra_rewards"] == "vader"
+    assert cfg.eval["n"] == n and cfg.seeds == seeds
 
 
 def test_guarded_best_takes_the_highest_reward_whose_guards_hold():
@@ -430,6 +441,38 @@ def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_pat
     assert result.returncode == 2
     assert result.stderr == "ple: error: --report-only: `ple` (ours) is not finished for " \
                             "every seed yet; nothing to compare with\n"
+
+
+def test_runs_kept_for_their_results_only_are_reused_and_never_evaluated_anew(first,
+                                                                            tmp_path):
+    """A study committed without its weights (.gitignore keeps the adapters, checkpoints and
+    training samples under docs/results/ out of git), cloned on another machine: its runs
+    are finished, nothing trains again; an evaluation they did not measure is refused
+    before anything runs."""
+    root, _ = first
+    shutil.copytree(root / "out", tmp_path / "out")
+    for name in ("length_score.py", "compare.yaml"):
+        shutil.copy(root / name, tmp_path)
+    for run in (tmp_path / "out/runs").glob("*/seed*"):
+        for gone in ("adapter", "checkpoints", "samples.jsonl"):
+            shutil.rmtree(run / gone) if (run / gone).is_dir() else (run / gone).unlink()
+    kept = snapshot(tmp_path / "out/runs")
+    result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("reused the finished run") == 6
+    assert "training in" not in result.stdout and "evaluating" not in result.stdout
+    assert snapshot(tmp_path / "out/runs") == kept
+
+    cfg = yaml.safe_load((tmp_path / "compare.yaml").read_text())
+    cfg["eval"]["max_new_tokens"] = 5
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    whole = snapshot(tmp_path / "out")
+    result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert re.match(r"ple: error: compare\.yaml:\d+: ple seed 0: out/runs/ple/seed0 holds "
+                    r"the run's results but not its adapter, and its eval\.json measured "
+                    r"another evaluation", result.stderr), result.stderr
+    assert snapshot(tmp_path / "out") == whole
 
 
 def test_jobs_trains_runs_in_worker_processes_with_a_share_of_the_threads(first, tmp_path,

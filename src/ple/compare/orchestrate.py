@@ -81,7 +81,12 @@ def run_status(spec: RunSpec) -> Status:
         shown = ", ".join(f"{k} {saved[k]!r} there, {wanted[k]!r} here" for k in differ[:3])
         raise UserError(f"{spec.where}: {spec.name} seed {spec.seed}: {out} holds a run of "
                         f"another config ({shown}); move it away or choose another output_dir")
-    finished = (out / "summary.json").is_file() and (out / "adapter").is_dir()
+    # A study committed for its results keeps summary.json and eval.json, not the weights
+    # (docs/results/ in .gitignore), so that another machine can finish it: such a run is
+    # finished too, as long as its evaluation is the one asked for (preflight refuses one
+    # that is not).
+    finished = (out / "summary.json").is_file() \
+        and ((out / "adapter").is_dir() or (out / "eval.json").is_file())
     return "finished" if finished else "unfinished"
 
 
@@ -99,7 +104,16 @@ def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int],
             except UserError as e:
                 raise UserError(f"{spec.where}: {spec.kind}s.{spec.name}: {e}") from None
     load_test_split(TASKS[cfg.task], cfg.eval.get("test_data"))
-    return {(s.name, s.seed): run_status(s) for s in specs}
+    statuses = {(s.name, s.seed): run_status(s) for s in specs}
+    for s in specs:
+        out = Path(s.config.output_dir)
+        if statuses[s.name, s.seed] == "finished" and not (out / "adapter").is_dir() \
+                and not measured(run_eval_config(cfg, s)):
+            raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} holds the run's results "
+                            f"but not its adapter, and its eval.json measured another "
+                            f"evaluation; restore the adapter, or move the run away to train "
+                            f"it again")
+    return statuses
 
 
 def train(spec: RunSpec, status: Status) -> None:
@@ -124,23 +138,33 @@ def train(spec: RunSpec, status: Status) -> None:
     run_training(spec.config, overwrite=status == "unfinished")
 
 
+def measured(cfg: EvalConfig) -> bool:
+    """Whether the eval.json in cfg's output directory measured exactly this evaluation."""
+    saved = Path(cfg.output_dir) / "eval.json"
+    return saved.is_file() and json.loads(saved.read_text())["config"] == dataclasses.asdict(cfg)
+
+
 def evaluate(cfg: EvalConfig, label: str) -> None:
     """`ple eval` of one run, unless its eval.json already measured exactly this."""
     from ple.evaluation.evaluate import evaluate as run_eval
 
-    saved = Path(cfg.output_dir) / "eval.json"
-    if saved.is_file() and json.loads(saved.read_text())["config"] == dataclasses.asdict(cfg):
-        print(f"{label}: reused the evaluation {saved}", flush=True)
+    if measured(cfg):
+        print(f"{label}: reused the evaluation {Path(cfg.output_dir) / 'eval.json'}",
+              flush=True)
         return
     print(f"{label}: evaluating", flush=True)
     run_eval(cfg, overwrite=True)
 
 
+def run_eval_config(cfg: CompareConfig, spec: RunSpec) -> EvalConfig:
+    """The evaluation of one run's adapter, in the run's directory."""
+    out = Path(spec.config.output_dir)
+    return cfg.eval_config(spec.seed, out, out / "adapter", spec.config.chat_template)
+
+
 def train_and_evaluate(cfg: CompareConfig, spec: RunSpec, status: Status) -> None:
     train(spec, status)
-    out = Path(spec.config.output_dir)
-    evaluate(cfg.eval_config(spec.seed, out, out / "adapter", spec.config.chat_template),
-             _label(spec.name, spec.seed))
+    evaluate(run_eval_config(cfg, spec), _label(spec.name, spec.seed))
 
 
 def _start_worker(threads: int) -> None:
