@@ -47,6 +47,9 @@ def test_trained_once_then_reused(empty_cache, tmp_path, monkeypatch):
     assert (out / "adapter" / "adapter_config.json").is_file()
     [prepared] = (empty_cache / "rewards").iterdir()
     assert (prepared / "ple_reward.json").is_file() and (prepared / "reward_eval.json").is_file()
+    # The run records which trained model the reward was: its name and cache key.
+    assert prepared.name == builtin.model_id("tiny-imdb-sentiment")
+    assert json.loads((out / "summary.json").read_text())["reward_model"] == prepared.name
 
     def no_training(cfg):
         raise AssertionError("a cached reward was trained again")
@@ -54,7 +57,7 @@ def test_trained_once_then_reused(empty_cache, tmp_path, monkeypatch):
     monkeypatch.setattr("ple.rewards.train.train_reward_model", no_training)
     assert builtin.prepared_reward_dir("tiny-imdb-sentiment") == prepared
     reward = load_reward("tiny-imdb-sentiment", "imdb")
-    assert reward.name == "tiny-imdb-sentiment"
+    assert reward.name == "tiny-imdb-sentiment" and reward.model_id == prepared.name
     scores = reward.score(["A"] * 2, [" great film", " awful film"])
     assert len(scores) == 2 and scores == load_reward("tiny-imdb-sentiment", "imdb").score(
         ["A"] * 2, [" great film", " awful film"])

@@ -463,6 +463,25 @@ def test_runs_kept_for_their_results_only_are_reused_and_never_evaluated_anew(fi
     assert "training in" not in result.stdout and "evaluating" not in result.stdout
     assert snapshot(tmp_path / "out/runs") == kept
 
+    # An evaluation with another reward model is measured again (the base model's); a run
+    # trained with another is refused before anything runs: a study never mixes rewards.
+    for path in (tmp_path / "out/base/seed0/eval.json",
+                 tmp_path / "out/runs/raft/seed1/summary.json"):
+        saved = json.loads(path.read_text())
+        path.write_text(json.dumps({**saved, "reward_model": "vader-000000000000"}))
+    whole = snapshot(tmp_path / "out")
+    result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert re.match(r"ple: error: compare\.yaml:\d+: raft seed 1: out/runs/raft/seed1 was "
+                    r"trained with reward model vader-000000000000, which `vader` is not here",
+                    result.stderr), result.stderr
+    assert snapshot(tmp_path / "out") == whole
+    summary = tmp_path / "out/runs/raft/seed1/summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "reward_model": None}))
+    result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("evaluating") == 1 and "base seed 0: evaluating" in result.stdout
+
     cfg = yaml.safe_load((tmp_path / "compare.yaml").read_text())
     cfg["eval"]["max_new_tokens"] = 5
     (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

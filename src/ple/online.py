@@ -26,7 +26,7 @@ from ple.errors import UserError
 from ple.evaluation.heldout import evaluate_plain
 from ple.inputs import dataset_queries, resolve_model
 from ple.plot import plot_reward_curves
-from ple.rewards import resolve_rewards
+from ple.rewards import resolve_rewards, reward_model_id
 from ple.rollout import Prompter, decode, sample
 from ple.run_writer import RunWriter
 from ple.sequences import pack, response_token_logprobs
@@ -311,7 +311,8 @@ class OnlineTrainer:
             start = 1
             summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped,
                        "processes": self.accelerator.num_processes,
-                       "distributed_type": self.accelerator.distributed_type.value}
+                       "distributed_type": self.accelerator.distributed_type.value,
+                       "reward_model": reward_model_id(self.reward)}
             if self.dropped and self.accelerator.is_main_process:
                 log.warning("dropped %d of %d queries longer than max_prompt_tokens = %d",
                             self.dropped, self.dropped + len(self.queries), a.max_prompt_tokens)

@@ -22,7 +22,7 @@ from peft import get_peft_model
 from ple.models import paper_lora
 from ple.online import eval_row, length_filter, make_prompter
 from ple.plot import plot_loss_curve
-from ple.rewards import RewardModel
+from ple.rewards import RewardModel, reward_model_id
 from ple.run_writer import RunWriter
 
 
@@ -97,7 +97,7 @@ class TRLRun:
         files = RunWriter(self.out)
         files.start(self.args)
         (self.out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
-        summary = {"examples": len(dataset)}
+        summary = {"examples": len(dataset), "reward_model": reward_model_id(self.reward)}
         if self.eval_queries:
             summary["eval_before"] = self.evaluate()
         writer = MetricsWriter(self.out / "metrics.jsonl", self.totals, self.args.eval_steps,

@@ -23,6 +23,7 @@ from ple.compare.config import (BASE, CompareConfig, RunSpec, load_compare_confi
 from ple.config import load_config
 from ple.errors import UserError
 from ple.evaluation.evaluate import EVAL_FILES, EvalConfig
+from ple.rewards.builtin import model_id
 
 Status = str  # "new", "unfinished" (a crashed run of the same config) or "finished"
 # ple's own loop checkpoints these; TRL trains the others in one go, so they start again.
@@ -107,8 +108,15 @@ def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int],
     statuses = {(s.name, s.seed): run_status(s) for s in specs}
     for s in specs:
         out = Path(s.config.output_dir)
-        if statuses[s.name, s.seed] == "finished" and not (out / "adapter").is_dir() \
-                and not measured(run_eval_config(cfg, s)):
+        if statuses[s.name, s.seed] != "finished":
+            continue
+        trained_with = json.loads((out / "summary.json").read_text()).get("reward_model")
+        if trained_with != model_id(s.config.reward):
+            raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} was trained with reward "
+                            f"model {trained_with}, which `{s.config.reward}` is not here (its "
+                            f"data, settings or training code changed): a study does not mix "
+                            f"rewards; move the run away to train it again")
+        if not (out / "adapter").is_dir() and not measured(run_eval_config(cfg, s)):
             raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} holds the run's results "
                             f"but not its adapter, and its eval.json measured another "
                             f"evaluation; restore the adapter, or move the run away to train "
@@ -139,9 +147,14 @@ def train(spec: RunSpec, status: Status) -> None:
 
 
 def measured(cfg: EvalConfig) -> bool:
-    """Whether the eval.json in cfg's output directory measured exactly this evaluation."""
+    """Whether the eval.json in cfg's output directory measured exactly this evaluation,
+    with the reward model this code gives (a built-in reward retrained is another)."""
     saved = Path(cfg.output_dir) / "eval.json"
-    return saved.is_file() and json.loads(saved.read_text())["config"] == dataclasses.asdict(cfg)
+    if not saved.is_file():
+        return False
+    result = json.loads(saved.read_text())
+    return result["config"] == dataclasses.asdict(cfg) \
+        and result.get("reward_model") == model_id(cfg.reward)
 
 
 def evaluate(cfg: EvalConfig, label: str) -> None:

@@ -271,7 +271,7 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
                                         perplexity)
     from ple.models import check_adapter_dir, load_adapter, load_policy, load_tokenizer
     from ple.online import length_filter
-    from ple.rewards import checked_scores, load_reward
+    from ple.rewards import checked_scores, load_reward, reward_model_id
 
     validate(cfg)
     out = Path(cfg.output_dir)
@@ -330,7 +330,8 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
                       reference_tokens=n_tokens, references_truncated=cut, bleu=bleu,
                       bleu_signature=signature, bleu_references_cut=task.open_ended_reference)
     se = plain["reward_se"]
-    result.update(reward=reward.name, reward_mean=plain["reward_mean"],
+    result.update(reward=reward.name, reward_model=reward_model_id(reward),
+                  reward_mean=plain["reward_mean"],
                   reward_se=_se_or_none(se),
                   base_perplexity=plain["base_perplexity"], distinct_1=plain["distinct_1"],
                   distinct_2=plain["distinct_2"], adapter_tokenizer=tokenizer_check)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ple.errors import UserError
 from ple.rewards.base import RewardModel, checked_scores
 
-__all__ = ["RewardModel", "checked_scores", "load_reward", "resolve_rewards"]
+__all__ = ["RewardModel", "checked_scores", "load_reward", "resolve_rewards",
+           "reward_model_id"]
 
 # Offline defaults: VADER for imdb; for hh a preference model ple trains on first use
 # (ple.rewards.builtin). The paper's tldr reward is a model from the hub.
@@ -32,10 +33,19 @@ def load_reward(spec: str | None, task: str, label: int = 1, info: dict | None =
     from ple.rewards.classifier import ClassifierReward
 
     if spec in RECIPES:
-        reward = ClassifierReward(str(prepared_reward_dir(spec)), label=label)
+        prepared = prepared_reward_dir(spec)
+        reward = ClassifierReward(str(prepared), label=label)
         reward.name = spec
+        reward.model_id = prepared.name
         return reward
     return ClassifierReward(spec, label=label)
+
+
+def reward_model_id(reward: RewardModel | None) -> str | None:
+    """Which trained model a built-in reward is (`imdb-sentiment-3ebc0373d6d8`: its name and
+    cache key), recorded in summary.json and eval.json so that the runs of a study that spans
+    machines can be checked to share one; None for any other reward."""
+    return getattr(reward, "model_id", None)
 
 
 def resolve_rewards(reward_funcs, reward_weights, spec: str | None, task: str, label: int,

@@ -131,6 +131,12 @@ def cache_key(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def model_id(name: str) -> str | None:
+    """`NAME-KEY`, the cached directory of built-in reward `name` (None for another reward):
+    which model a run trained and was measured with."""
+    return f"{name}-{cache_key(RECIPES[name])}" if name in RECIPES else None
+
+
 def recipe_config(name: str, output_dir: str):
     """The `ple reward train` config of built-in reward `name` (its data, held-out part and
     settings), writing to `output_dir`."""
@@ -149,7 +155,7 @@ def prepared_reward_dir(name: str) -> Path:
     from ple.rewards.train import describe, train_reward_model
 
     recipe = RECIPES[name]
-    target = cache_dir() / "rewards" / f"{name}-{cache_key(recipe)}"
+    target = cache_dir() / "rewards" / model_id(name)
     if target.is_dir():
         return target
     log.info("preparing reward `%s` once (%s; %s minutes on 2 CPU cores); it is cached in %s",
