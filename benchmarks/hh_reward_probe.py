@@ -7,9 +7,10 @@ feature differences, `ple.rewards.train.fit_probe`) are fitted on
 
 - both subsets at once (what the recipe's probe does),
 - each subset alone, scored on that subset's held-out pairs,
-- each subset alone, combined by a gate: a logistic regression that tells from the same
-  features which subset a text came from, weighing the two probes by its probability (so
-  the combined reward is still a function of the one forward pass a reward makes),
+- each subset alone, combined by gates: logistic regressions that tell from the same
+  features which subset a text came from, weighing the two probes (so the combined reward
+  is still a function of the one forward pass a reward makes): what the built-in
+  `hh-preference` now is (ple.rewards.gated),
 
 and, as a backbone-free control, the same fits on bags of words of the two responses.
 
@@ -33,8 +34,9 @@ from pathlib import Path
 import torch
 
 from ple.rewards.builtin import recipe_config
-from ple.rewards.train import (encode, fit_probe, head_name, load_base_model,
-                               load_base_tokenizer, pooled_features, split_examples)
+from ple.rewards.gated import fit_bradley_terry, fit_gate, gated_reward
+from ple.rewards.train import (encode, head_name, load_base_model, load_base_tokenizer,
+                               pooled_features, split_examples)
 
 
 def subset(example) -> str:
@@ -91,26 +93,10 @@ def bag_of_words(train, held_out) -> tuple[dict, dict]:
 
 
 def probe(features, rows, seed, groups):
-    """A Bradley–Terry probe on the pairs `rows` (mirrored so that it needs no intercept)."""
-    diff = (features["chosen"] - features["rejected"])[rows].double()
-    x = torch.cat([diff, -diff])
-    y = torch.cat([torch.ones(len(rows)), torch.zeros(len(rows))]).double()
-    w, info = fit_probe(x, y, seed, [groups[i] for i in rows] * 2)
-    return w.float(), info
-
-
-def with_constant(x):
-    return torch.cat([x, torch.ones(len(x), 1)], 1)
-
-
-def gate(features, labels, seed, groups):
-    """P(harmless-base | text): logistic regression on the chosen texts' features, fitted
-    with the probe's own code on features mirrored by the label, plus a constant feature."""
-    x = with_constant(features["chosen"]).double()
-    sign = (2 * labels - 1).double()[:, None]
-    w, info = fit_probe(torch.cat([x * sign, -x * sign]),
-                        torch.cat([torch.ones(len(labels)), torch.zeros(len(labels))]).double(),
-                        seed, groups * 2)
+    """A Bradley–Terry probe on the pairs `rows`."""
+    w, info = fit_bradley_terry(features["chosen"][rows].double(),
+                                features["rejected"][rows].double(), seed,
+                                [groups[i] for i in rows])
     return w.float(), info
 
 
@@ -137,18 +123,23 @@ def evaluate(label, train_f, held_f, train, held_out, seed) -> list[str]:
         lines.append((f"{label}: {k} only",
                       {j: accuracy(held_diff @ per_subset[k], hr) for j, hr in held_rows.items()},
                       info))
-    labels = torch.tensor([float(k == "harmless-base") for k in kinds])
-    w_gate, gate_info = gate(train_f, labels, seed, groups)
-    def reward(x):  # the gated reward of each text: its own gate weighs the two probes
-        p = torch.sigmoid(with_constant(x) @ w_gate)
-        return p * (x @ per_subset["harmless-base"]) + (1 - p) * (x @ per_subset["helpful-base"])
+    # The built-in reward's combination (ple.rewards.gated): a gate per subset, each
+    # weighing its probe.
+    gates = [fit_gate(train_f["chosen"].double(), torch.tensor([s == k for s in kinds]), seed,
+                      groups) for k in rows]
+    weight = torch.stack([per_subset[k] for k in rows] + [g.float() for g, _, _ in gates])
+    bias = [b for _, b, _ in gates]
 
-    p = torch.sigmoid(with_constant(held_f["chosen"]) @ w_gate)
-    truth = torch.tensor([float(k == "harmless-base") for k in held_kinds])
-    gate_acc = ((p > 0.5).float() == truth).float().mean().item()
+    def reward(x):
+        return gated_reward(x @ weight.T, bias)
+
+    pick = (held_f["chosen"] @ weight[len(rows):].T + torch.tensor(bias)).argmax(-1)
+    truth = torch.tensor([sorted(rows).index(k) for k in held_kinds])
+    gate_acc = (pick == truth).float().mean().item()
     gated = reward(held_f["chosen"]) - reward(held_f["rejected"])
     lines.append((f"{label}: gated (gate accuracy {gate_acc:.3f} on held-out texts)",
-                  {k: accuracy(gated, r) for k, r in held_rows.items()}, gate_info))
+                  {k: accuracy(gated, r) for k, r in held_rows.items()},
+                  {k: info for k, (_, _, info) in zip(rows, gates)}))
     return lines
 
 

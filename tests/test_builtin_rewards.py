@@ -78,7 +78,7 @@ def test_key_follows_settings_data_and_code(empty_cache, monkeypatch, tmp_path):
     monkeypatch.setenv("PLE_DATA_DIR", str(tmp_path / "data"))
     assert builtin.cache_key(recipe) != key
     monkeypatch.setenv("PLE_DATA_DIR", str(SHARED_DATA))
-    monkeypatch.setattr(builtin, "_code_digest", lambda: "changed code")
+    monkeypatch.setattr(builtin, "_code_digest", lambda files: "changed code")
     assert builtin.cache_key(recipe) != key
 
 
@@ -116,6 +116,26 @@ def test_hh_trains_with_its_builtin_reward_by_default(empty_cache, tmp_path, mon
         ["harmless-base", "helpful-base"]
     assert sum(v["n"] for v in per_source.values()) == evaluation["n_eval"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    # Gated (ple.rewards.gated): a probe and a gate per file; the reward served is the
+    # gated sum of the model's four outputs.
+    assert evaluation["combine"] == "gated" and 0 <= evaluation["gate_accuracy"] <= 1
+    info = json.loads((prepared / "ple_reward.json").read_text())
+    assert info["combine"] == "gated" and len(info["gate_bias"]) == 2
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from ple.rewards import load_reward
+    from ple.rewards.gated import gated_reward
+
+    reward = load_reward(None, "hh")
+    texts = reward.texts(["How do I pick a lock?"] * 2, [" I can't help with that.", " Sure."])
+    tokenizer = AutoTokenizer.from_pretrained(prepared)
+    model = AutoModelForSequenceClassification.from_pretrained(prepared)
+    with torch.no_grad():
+        logits = torch.cat([model(**tokenizer(t, return_tensors="pt")).logits for t in texts])
+    assert logits.shape == (2, 4)
+    expected = gated_reward(logits, info["gate_bias"]).tolist()
+    assert reward.score(["How do I pick a lock?"] * 2, [" I can't help with that.", " Sure."]) \
+        == pytest.approx(expected, abs=1e-5)
 
 
 def test_code_key_ignores_docstrings_and_comments(monkeypatch, tmp_path):

@@ -356,3 +356,17 @@ def test_plain_texts_put_a_space_where_query_and_response_would_glue():
     assert join_plain("the movie was", " good") == "the movie was good"
     assert join_plain("ends with a space ", "x") == "ends with a space x"
     assert join_plain("", "whole review") == "whole review"
+
+
+def test_gated_reward_weighs_each_score_by_its_gate():
+    """R = Σ p_k r_k, p_k = σ(g_k + b_k) / Σ σ(g_j + b_j) (ple.rewards.gated), by hand."""
+    from ple.rewards.gated import gated_reward
+
+    logits = torch.tensor([[1.0, 3.0, 0.0, 0.0],     # equal gates: the mean of the scores
+                           [1.0, 3.0, 2.0, -2.0],    # the first gate open, the second shut
+                           [1.0, 3.0, 0.0, 0.0]])
+    sig = 1 / (1 + math.exp(-2))
+    expected = [2.0, (sig * 1 + (1 - sig) * 3) / 1.0, 1.0]
+    got = gated_reward(logits[:2], [0.0, 0.0]).tolist() + \
+        gated_reward(logits[2:], [40.0, -40.0]).tolist()
+    assert got == pytest.approx(expected, abs=1e-6)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # splitting it, the texts it reads, the training). Hashed as code, not text: an edited
 # comment or docstring keeps the key, a changed statement does not.
 CODE_FILES = ("rewards/train.py", "rewards/texts.py", "data_files.py", "hh_format.py")
+GATED_CODE = ("rewards/gated.py",)  # and, for a gated recipe, its trainer
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Recipe:
     data: tuple[str, ...]  # pooled; without eval_data each gives eval_fraction to held-out
     eval_data: str | None = None
     settings: dict = field(default_factory=dict)  # RewardTrainConfig fields
+    gated: bool = False  # one probe per data file and a gate (ple.rewards.gated), no fine-tuning
 
 
 HH = ("hh-rlhf/harmless-base/test.jsonl.gz", "hh-rlhf/helpful-base/test.jsonl.gz")
@@ -60,14 +62,16 @@ RECIPES = {r.name: r for r in [
                      "probe_examples": 1600, "max_steps": 80, "max_eval_examples": 1000,
                      "max_length": 256, "batch_size": 8}),
     # HH's harmlessness needs harmless pairs: a model of helpful pairs alone rewards
-    # compliance with harmful requests. The shared slice has test splits only, so 20 % of
-    # each file is held out (seed 0) and reported on separately.
+    # compliance with harmful requests. The two subsets prefer opposite things, so one probe
+    # on both is at chance on harmless pairs: each file gets its own, and a gate reads the
+    # request (ple.rewards.gated). The shared slice has test splits only, so 20 % of each
+    # file is held out (seed 0) and reported on separately.
     Recipe("hh-preference",
-           about="HH-RLHF preference model (harmless-base + helpful-base) on the default model",
-           minutes="about 40", data=HH,
+           about="HH-RLHF preference model (harmless-base + helpful-base, gated by the request) "
+                 "on the default model",
+           minutes="about 40", data=HH, gated=True,
            settings={"kind": "preference", "base": "default", "eval_fraction": 0.2,
-                     "skip_invalid_pairs": True, "probe_examples": 3400, "max_steps": 60,
-                     "max_length": 128, "batch_size": 8}),
+                     "skip_invalid_pairs": True, "max_length": 128, "batch_size": 16}),
     # The same recipes on the tiny random model, for tests: seconds, not minutes.
     Recipe("tiny-imdb-sentiment", about="IMDb classifier on the tiny random model (tests)",
            minutes="under 1", data=("imdb/train.jsonl",), eval_data="imdb/test.jsonl",
@@ -75,7 +79,7 @@ RECIPES = {r.name: r for r in [
                      "probe_examples": 64, "max_steps": 4, "max_eval_examples": 32,
                      "max_length": 64, "batch_size": 8}),
     Recipe("tiny-hh-preference", about="HH preference model on the tiny random model (tests)",
-           minutes="under 1", data=HH,
+           minutes="under 1", data=HH, gated=True,
            settings={"kind": "preference", "base": "tiny", "eval_fraction": 0.2,
                      "skip_invalid_pairs": True, "max_train_examples": 64,
                      "max_eval_examples": 64, "probe_examples": 64, "max_steps": 4,
@@ -98,10 +102,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _code_digest() -> str:
+def _code_digest(files: tuple[str, ...] = CODE_FILES) -> str:
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for name in CODE_FILES:
+    for name in files:
         tree = ast.parse((root / name).read_text(encoding="utf-8"))
         for node in ast.walk(tree):  # docstrings out: they document, they do not compute
             body = getattr(node, "body", None)
@@ -127,7 +131,7 @@ def cache_key(recipe: Recipe) -> str:
     files = [*recipe.data] + ([recipe.eval_data] if recipe.eval_data else [])
     parts = {"settings": recipe.settings,
              "data": {f: _sha256(_data_path(recipe, f)) for f in files},
-             "code": _code_digest()}
+             "code": _code_digest(CODE_FILES + (GATED_CODE if recipe.gated else ()))}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -152,6 +156,7 @@ def recipe_config(name: str, output_dir: str):
 def prepared_reward_dir(name: str) -> Path:
     """The directory of built-in reward `name`, trained now if no cached copy exists."""
     from ple.models import cache_dir
+    from ple.rewards.gated import train_gated_preference
     from ple.rewards.train import describe, train_reward_model
 
     recipe = RECIPES[name]
@@ -163,7 +168,8 @@ def prepared_reward_dir(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}.tmp-"))
     try:
-        result = train_reward_model(recipe_config(name, str(work / "model")))
+        trainer = train_gated_preference if recipe.gated else train_reward_model
+        result = trainer(recipe_config(name, str(work / "model")))
         log.info("reward `%s`: %s", name, describe(result))
         try:
             (work / "model").rename(target)

@@ -12,29 +12,33 @@ import json
 from pathlib import Path
 
 from ple.errors import UserError
+from ple.rewards.gated import gated_reward
 from ple.rewards.texts import (REWARD_INFO_FILE, TEXT_FORMATS, adds_special_tokens,
                                reward_texts)
 
-def saved_text_format(name: str) -> str | None:
-    """The text format recorded by `ple reward train` in a local directory, else None."""
+def saved_info(name: str) -> dict:
+    """What `ple reward train` recorded in a local directory (its text format; for a gated
+    reward, ple.rewards.gated, the gate's intercepts), else {}."""
     info = Path(name) / REWARD_INFO_FILE
     if not info.is_file():
-        return None
+        return {}
     try:
-        value = json.loads(info.read_text(encoding="utf-8")).get("text_format")
+        saved = json.loads(info.read_text(encoding="utf-8"))
+        value = saved.get("text_format")
     except (json.JSONDecodeError, AttributeError, OSError) as e:
         raise UserError(f"{info}: not a readable reward-model description "
                         f"({e.__class__.__name__})") from None
     if value not in TEXT_FORMATS:
         raise UserError(f"{info}: `text_format` must be one of {', '.join(TEXT_FORMATS)}, "
                         f"got {value!r}")
-    return value
+    return saved
 
 
 class ClassifierReward:
     """R(x, y) = the logit of `label` for the text of (x, y) — x + y in the plain format —
-    (the single logit of a one-output reward model). For a sentiment classifier, label 1 is
-    the positive class, as the paper uses for IMDb. Texts longer than the model's limit
+    (the single logit of a one-output reward model; the gated sum of a gated one, see
+    ple.rewards.gated). For a sentiment classifier, label 1 is the positive class, as the
+    paper uses for IMDb. Texts longer than the model's limit
     (`model_max_length`) are cut on the tokenizer's truncation side (the end, unless the
     tokenizer says `left`, as `ple reward train` directories do); how many were cut is
     counted in `truncated` and reported in metrics.jsonl, never silent.
@@ -56,7 +60,10 @@ class ClassifierReward:
             raise UserError(f"reward `{name}`: cannot load as a sequence-classification "
                             f"model ({str(e).splitlines()[0]})") from None
         num_labels = self._model.config.num_labels
-        if num_labels > 1 and not 0 <= label < num_labels:
+        saved = saved_info(name)
+        # A gated reward combines all its outputs (ple.rewards.gated); no label is read.
+        self._gate_bias = saved["gate_bias"] if saved.get("combine") == "gated" else None
+        if self._gate_bias is None and num_labels > 1 and not 0 <= label < num_labels:
             raise UserError(f"config key `reward_label` = {label}: reward model {name} has "
                             f"{num_labels} labels")
         if self._tokenizer.pad_token is None:
@@ -65,7 +72,7 @@ class ClassifierReward:
         self._label = 0 if num_labels == 1 else label
         self._batch_size = batch_size
         if text_format is None:
-            text_format = saved_text_format(name) or (
+            text_format = saved.get("text_format") or (
                 "chat" if self._tokenizer.chat_template else "plain")
         if text_format not in TEXT_FORMATS:
             raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {text_format!r}")
@@ -101,5 +108,7 @@ class ClassifierReward:
             batch = batch.to(self._model.device)
             with torch.no_grad():  # batched, no grad
                 logits = self._model(**batch).logits
-            scores.extend(logits[:, self._label].float().tolist())
+            logits = logits.float()
+            scores.extend((logits[:, self._label] if self._gate_bias is None
+                           else gated_reward(logits, self._gate_bias)).tolist())
         return scores
