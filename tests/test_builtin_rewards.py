@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ple.errors import UserError
+
 from conftest import SHARED_DATA, run_ple
 
 pytestmark = [pytest.mark.slow,
@@ -152,3 +154,15 @@ def test_code_key_ignores_docstrings_and_comments(monkeypatch, tmp_path):
     assert builtin._code_digest() == key
     first.write_text('def f(x):\n    return x + 2\n')
     assert builtin._code_digest() != key
+
+
+def test_a_gated_reward_needs_two_files_each_holding_out_its_part(tmp_path):
+    from ple.rewards.gated import train_gated_preference
+    from ple.rewards.train import RewardTrainConfig
+
+    one = str(SHARED_DATA / "hh-rlhf/harmless-base/test.jsonl.gz")
+    cfg = RewardTrainConfig(kind="preference", base="tiny", data=one,
+                            output_dir=str(tmp_path / "rm"))
+    with pytest.raises(UserError, match="a gated reward needs --kind preference and two"):
+        train_gated_preference(cfg)
+    assert not (tmp_path / "rm").exists()
