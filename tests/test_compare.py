@@ -420,8 +420,13 @@ def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_pat
     # A discussion written after reading the tables goes first, a paragraph per block.
     cfg["discussion"] = "PLE leads <RAFT>.\nSame paragraph.\n\nA second paragraph."
     (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # A built-in reward's trained model is named beside the reward (eval.json's reward_model).
+    base = tmp_path / "out/base/seed0/eval.json"
+    base.write_text(json.dumps({**json.loads(base.read_text()), "reward_model": "rm-0a1b2c"}))
     result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "reward vader (trained model rm-0a1b2c); evaluated on" in \
+        (tmp_path / "out/report.md").read_text()
     assert "(not finished yet: raft-slow)" in result.stdout
     assert not (tmp_path / "out/runs/raft-slow").exists()
     md = (tmp_path / "out/report.md").read_text()

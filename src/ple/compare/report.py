@@ -190,7 +190,9 @@ def results_section(runs: Runs) -> Section:
     cut = " (each cut to its response's length in words)" \
         if first.get("bleu_references_cut") else ""
     notes = [
-        f"Task {cfg.task}, model {cfg.model}, reward {first['reward']}; evaluated on "
+        f"Task {cfg.task}, model {cfg.model}, reward {first['reward']}"
+        + (f" (trained model {first['reward_model']})" if first.get("reward_model") else "")
+        + f"; evaluated on "
         f"{first['n']} test examples of {first['test_data']} per seed "
         f"({'greedy' if first['config']['greedy'] else 'sampled'} responses); "
         f"{_spread_words(cfg)}.",
