@@ -112,10 +112,12 @@ def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int],
             continue
         trained_with = json.loads((out / "summary.json").read_text()).get("reward_model")
         if trained_with != model_id(s.config.reward):
-            raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} was trained with reward "
-                            f"model {trained_with}, which `{s.config.reward}` is not here (its "
-                            f"data, settings or training code changed): a study does not mix "
-                            f"rewards; move the run away to train it again")
+            told = f"was trained with reward model {trained_with}" if trained_with else \
+                "names no reward model (trained before ple recorded it)"
+            raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} {told}, which "
+                            f"`{s.config.reward}` is not here (its data, settings or training "
+                            f"code changed): a study does not mix rewards; move the run away "
+                            f"to train it again")
         if not (out / "adapter").is_dir() and not measured(run_eval_config(cfg, s)):
             raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} holds the run's results "
                             f"but not its adapter, and its eval.json measured another "
