@@ -478,7 +478,8 @@ def test_runs_kept_for_their_results_only_are_reused_and_never_evaluated_anew(fi
     result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert re.match(r"ple: error: compare\.yaml:\d+: raft seed 1: out/runs/raft/seed1 was "
-                    r"trained with reward model vader-000000000000, which `vader` is not here",
+                    r"trained with reward model vader-000000000000, not the `vader` of this "
+                    r"code \(no trained model;",
                     result.stderr), result.stderr
     assert snapshot(tmp_path / "out") == whole
     summary = tmp_path / "out/runs/raft/seed1/summary.json"

@@ -114,10 +114,11 @@ def preflight(cfg: CompareConfig, specs: list[RunSpec]) -> dict[tuple[str, int],
         if trained_with != model_id(s.config.reward):
             told = f"was trained with reward model {trained_with}" if trained_with else \
                 "names no reward model (trained before ple recorded it)"
-            raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} {told}, which "
-                            f"`{s.config.reward}` is not here (its data, settings or training "
-                            f"code changed): a study does not mix rewards; move the run away "
-                            f"to train it again")
+            here = model_id(s.config.reward) or "no trained model"
+            raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} {told}, not the "
+                            f"`{s.config.reward}` of this code ({here}; its data, settings or "
+                            f"training code changed): a study does not mix rewards; move the "
+                            f"run away to train it again")
         if not (out / "adapter").is_dir() and not measured(run_eval_config(cfg, s)):
             raise UserError(f"{s.where}: {s.name} seed {s.seed}: {out} holds the run's results "
                             f"but not its adapter, and its eval.json measured another "
