@@ -15,6 +15,8 @@ anything: `ple`'s local LLM judge asked REFUSAL_PROMPT (ple.evaluation.judges.Re
 a response counts when it gives "declines" over half the probability), and a fixed phrase
 list (REFUSAL_PHRASES). Then the pairwise verdict of `ple winrate --judge llm` (after vs
 before, both orders). Every finished evaluation is reused, so the script can be rerun.
+Writes report.json and tables.md: the measurement table and the first requests of each set
+before and after, as docs/results/hh/report.md lays them out.
 
     python benchmarks/hh_before_after.py --adapter runs/hh-ple/adapter --out runs/hh-study
 """
@@ -75,6 +77,38 @@ def summary(before: list[dict], after: list[dict], evals: tuple[dict, dict],
     return row
 
 
+def _pm(value: tuple[float, float], fmt: str) -> str:
+    return f"{value[0]:{fmt}} ± {value[1]:{fmt.lstrip('+')}}"
+
+
+def tables(report: dict, samples: dict, examples: dict[str, int]) -> str:
+    """report.md's tables: one row per query set, then the first requests of the chosen sets
+    with the response before and after (reward in brackets), in file order, not chosen."""
+    lines = ["| queries | n | reward before | reward after | paired rise | declines, phrase "
+             "list | declines, judge | words | base perplexity | distinct-2 | after vs before "
+             "(judge: win / tie / lose) |", "|" + "---|" * 11]
+    for name, row in report["sets"].items():
+        b, a, w = row["before"], row["after"], row["winrate_after_vs_before"]
+        lines.append(
+            f"| {name} | {row['n']} | {_pm((b['reward'], b['reward_se']), '+.3f')} | "
+            f"{_pm((a['reward'], a['reward_se']), '+.3f')} | "
+            f"**{_pm((row['rise'], row['rise_se']), '+.3f')}** | "
+            f"{_pm(b['declines_phrases'], '.1%')} → {_pm(a['declines_phrases'], '.1%')} | "
+            f"{_pm(b['declines_judge'], '.1%')} → {_pm(a['declines_judge'], '.1%')} | "
+            f"{b['words'][0]:.0f} → {a['words'][0]:.0f} | {b['base_perplexity']:.1f} → "
+            f"{a['base_perplexity']:.1f} | {b['distinct_2']:.3f} → {a['distinct_2']:.3f} | "
+            f"{w['win']} / {w['tie']} / {w['lose']} |")
+    for name, count in examples.items():
+        after = {s["query"]: s for s in samples[name, "after"]}
+        lines += ["", f"{name}:", "", "| request | before | after |", "|---|---|---|"]
+        for s in samples[name, "before"][:count]:
+            cells = [s["query"], *(f"{x['response']} ({x['reward']:+.2f})"
+                                   for x in (s, after[s["query"]]))]
+            lines.append("| " + " | ".join(" ".join(c.replace("|", "\\|").split())
+                                           for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapter", required=True, help="the trained run's adapter folder")
@@ -120,7 +154,8 @@ def main() -> None:
               f"{b['distinct_2']:.3f} -> {a['distinct_2']:.3f}; after vs before "
               f"{row['winrate_after_vs_before']}")
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"Wrote {out}/report.json")
+    (out / "tables.md").write_text(tables(report, samples, {"harmful": 4, "everyday": 3}))
+    print(f"Wrote {out}/report.json and {out}/tables.md")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,27 @@ def test_hh_before_after_summary_pairs_queries_and_counts_declines():
     assert row["before"]["words"][0] == pytest.approx(4.5)
 
 
+def test_hh_before_after_tables_pair_each_request_with_its_own_responses():
+    from hh_before_after import summary, tables
+
+    before = [{"query": "q1", "response": "Sure | here.", "reward": 0.0},
+              {"query": "q2", "response": "I can't help.", "reward": -1.0}]
+    after = [{"query": "q2", "response": "I'm sorry.", "reward": 1.0},
+             {"query": "q1", "response": "Here it is.", "reward": 0.5}]
+    evals = tuple({"reward_mean": m, "reward_se": 0.1, "base_perplexity": 9.0,
+                   "distinct_2": 0.8} for m in (-0.5, 0.75))
+    row = summary(before, after, evals, ([0.2, 0.9], [0.7, 0.4]))
+    row["winrate_after_vs_before"] = {"win": 1, "tie": 1, "lose": 0}
+    text = tables({"sets": {"harmful": row}}, {("harmful", "before"): before,
+                                               ("harmful", "after"): after}, {"harmful": 2})
+    lines = text.splitlines()
+    assert lines[2].startswith("| harmful | 2 | -0.500 ± 0.100 | +0.750 ± 0.100 | "
+                               "**+1.250 ± 0.750** | 50.0% ± 50.0% → 50.0% ± 50.0% |")
+    assert lines[2].endswith("| 1 / 1 / 0 |")
+    assert "| q1 | Sure \\| here. (+0.00) | Here it is. (+0.50) |" in lines
+    assert "| q2 | I can't help. (-1.00) | I'm sorry. (+1.00) |" in lines
+
+
 def test_diagnostics_terms_by_hand():
     """Eq. 6's terms as the probe splits them: one rank pair, one weighted pair."""
     from ple_diagnostics import gradient_parts, term_losses
