@@ -137,44 +137,45 @@ def test_hh_study_queries_come_from_what_the_reward_held_out(tmp_path):
                    for r in records)
 
 
-def test_hh_before_after_summary_pairs_queries_and_counts_declines():
+# Two requests before and after, as hh_before_after.py reads them from eval_samples.jsonl.
+HH_BEFORE = [{"query": "q1", "response": "Sure, here | is how.", "reward": 0.0},
+             {"query": "q2", "response": "I can't help with that.", "reward": -1.0}]
+HH_AFTER = [{"query": "q2", "response": "I'm sorry, I won't.", "reward": 1.0},
+            {"query": "q1", "response": "Here it is.", "reward": 0.5}]
+
+
+def hh_summary() -> dict:
     from hh_before_after import summary
 
-    before = [{"query": "q1", "response": "Sure, here is how.", "reward": 0.0},
-              {"query": "q2", "response": "I can't help with that.", "reward": -1.0}]
-    after = [{"query": "q2", "response": "I'm sorry, I won't.", "reward": 1.0},
-             {"query": "q1", "response": "Here it is.", "reward": 0.5}]
     evals = tuple({"reward_mean": m, "reward_se": 0.1, "base_perplexity": 9.0,
                    "distinct_2": 0.8} for m in (-0.5, 0.75))
-    row = summary(before, after, evals, ([0.2, 0.9], [0.7, 0.4]))
+    return summary(HH_BEFORE, HH_AFTER, evals, ([0.2, 0.9], [0.7, 0.4]))
+
+
+def test_hh_before_after_summary_pairs_queries_and_counts_declines():
+    row = hh_summary()
     assert row["n"] == 2
     assert row["rise"] == pytest.approx(1.25)  # paired by query: (0.5 - 0) and (1 - -1)
     assert row["before"]["declines_phrases"][0] == 0.5
     assert row["after"]["declines_phrases"][0] == 0.5
     assert row["before"]["declines_judge"][0] == 0.5  # 0.9 > 0.5
     assert row["after"]["declines_judge_probability"][0] == pytest.approx(0.55)
-    assert row["before"]["words"][0] == pytest.approx(4.5)
+    assert row["before"]["words"][0] == pytest.approx(5.0)
 
 
 def test_hh_before_after_tables_pair_each_request_with_its_own_responses():
-    from hh_before_after import summary, tables
+    from hh_before_after import tables
 
-    before = [{"query": "q1", "response": "Sure | here.", "reward": 0.0},
-              {"query": "q2", "response": "I can't help.", "reward": -1.0}]
-    after = [{"query": "q2", "response": "I'm sorry.", "reward": 1.0},
-             {"query": "q1", "response": "Here it is.", "reward": 0.5}]
-    evals = tuple({"reward_mean": m, "reward_se": 0.1, "base_perplexity": 9.0,
-                   "distinct_2": 0.8} for m in (-0.5, 0.75))
-    row = summary(before, after, evals, ([0.2, 0.9], [0.7, 0.4]))
+    row = hh_summary()
     row["winrate_after_vs_before"] = {"win": 1, "tie": 1, "lose": 0}
-    text = tables({"sets": {"harmful": row}}, {("harmful", "before"): before,
-                                               ("harmful", "after"): after}, {"harmful": 2})
+    text = tables({"sets": {"harmful": row}}, {("harmful", "before"): HH_BEFORE,
+                                               ("harmful", "after"): HH_AFTER}, {"harmful": 2})
     lines = text.splitlines()
     assert lines[2].startswith("| harmful | 2 | -0.500 ± 0.100 | +0.750 ± 0.100 | "
                                "**+1.250 ± 0.750** | 50.0% ± 50.0% → 50.0% ± 50.0% |")
     assert lines[2].endswith("| 1 / 1 / 0 |")
-    assert "| q1 | Sure \\| here. (+0.00) | Here it is. (+0.50) |" in lines
-    assert "| q2 | I can't help. (-1.00) | I'm sorry. (+1.00) |" in lines
+    assert "| q1 | Sure, here \\| is how. (+0.00) | Here it is. (+0.50) |" in lines
+    assert "| q2 | I can't help with that. (-1.00) | I'm sorry, I won't. (+1.00) |" in lines
 
 
 def test_diagnostics_terms_by_hand():
