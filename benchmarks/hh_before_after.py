@@ -33,6 +33,7 @@ from ple.evaluation.judges import LLMJudge, RefusalJudge
 from ple.evaluation.metrics import mean_and_se, paired_difference
 from ple.evaluation.winrate import judge_both_orders, tally
 from ple.annotate.pairs import Pair
+from ple.compare.report import md_cell
 from ple.models import load_policy
 
 # Phrases with which the model declines or steers away; matched case-insensitively.
@@ -104,8 +105,7 @@ def tables(report: dict, samples: dict, examples: dict[str, int]) -> str:
         for s in samples[name, "before"][:count]:
             cells = [s["query"], *(f"{x['response']} ({x['reward']:+.2f})"
                                    for x in (s, after[s["query"]]))]
-            lines.append("| " + " | ".join(" ".join(c.replace("|", "\\|").split())
-                                           for c in cells) + " |")
+            lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 

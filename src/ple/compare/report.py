@@ -498,7 +498,8 @@ def _text(value) -> str:
     return html.escape(" ".join(str(value).split()), quote=False)
 
 
-def _md_cell(value) -> str:
+def md_cell(value) -> str:
+    """Text as one Markdown table cell: inert (`_text`), its pipes escaped."""
     return _text(value).replace("|", "\\|")
 
 
@@ -515,9 +516,9 @@ def to_markdown(title: str, sections: list[Section]) -> str:
                 lines += [_text(block), ""]
             elif isinstance(block, Table):
                 lines += [f"*{_text(block.caption)}*", "",
-                          "| " + " | ".join(map(_md_cell, block.header)) + " |",
+                          "| " + " | ".join(map(md_cell, block.header)) + " |",
                           "|" + "---|" * len(block.header)]
-                lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+                lines += ["| " + " | ".join(map(md_cell, row)) + " |" for row in block.rows]
                 lines.append("")
             elif isinstance(block, Figure):
                 lines += [f"![{_text(block.caption)}](figures/{block.name})", "",
