@@ -47,9 +47,10 @@ def add_arguments(sub) -> None:
                    "1.35 times the work of one two-thread run (BENCHMARKS.md: sampling "
                    "barely uses a second thread). Default 1")
     p.add_argument("--report-only", action="store_true",
-                   help="train and evaluate nothing: write the report of the runs already "
-                   "finished and evaluated (every seed), naming those still missing; for a "
-                   "study that spans several sessions")
+                   help="train and evaluate nothing: write the report of the seeds where "
+                   "ours and the base model are evaluated, with the runs evaluated for each "
+                   "of them, naming the seeds and runs left out; for a study that spans "
+                   "several sessions")
 
 
 def _positive(text: str) -> int:
@@ -260,21 +261,21 @@ def judge_all(cfg: CompareConfig) -> None:
 
 
 def finished_part(cfg: CompareConfig) -> tuple[CompareConfig, list]:
-    """The config and runs restricted to those evaluated for every seed (and the base
-    model's evaluations), without win rates unless all of them were judged; and the names
-    of the runs still missing."""
-    def evaluated(name: str) -> bool:
-        return all((cfg.run_dir(name, seed) / "eval.json").is_file() for seed in cfg.seeds)
+    """The config and runs restricted to the seeds where ours and the base model are
+    evaluated, and to the runs evaluated for each of those seeds, without win rates unless
+    all of them were judged; and what is left out (runs, seeds, win rates)."""
+    def evaluated(name: str, seeds: list[int]) -> bool:
+        return all((cfg.run_dir(name, seed) / "eval.json").is_file() for seed in seeds)
 
-    if not evaluated(BASE):
-        raise UserError(f"--report-only: the base model is not evaluated yet in "
-                        f"{cfg.output_dir}; nothing to report")
-    if not evaluated(cfg.ours):
-        raise UserError(f"--report-only: `{cfg.ours}` (ours) is not finished for every seed "
-                        f"yet; nothing to compare with")
-    missing = [n for n in (*cfg.methods, *cfg.ablations) if not evaluated(n)]
+    seeds = [s for s in cfg.seeds if evaluated(BASE, [s]) and evaluated(cfg.ours, [s])]
+    if not seeds:
+        raise UserError(f"--report-only: `{cfg.ours}` (ours) and the base model are not both "
+                        f"evaluated for any seed yet in {cfg.output_dir}; nothing to report")
+    missing = [f"seed {s}" for s in cfg.seeds if s not in seeds]
+    missing += [n for n in (*cfg.methods, *cfg.ablations) if not evaluated(n, seeds)]
     part = dataclasses.replace(
-        cfg, methods={n: v for n, v in cfg.methods.items() if n not in missing},
+        cfg, seeds=seeds,
+        methods={n: v for n, v in cfg.methods.items() if n not in missing},
         ablations={n: v for n, v in cfg.ablations.items() if n not in missing})
     if part.winrate and not all(part.winrate_file(o, seed).is_file()
                                 for o in part.opponents() for seed in part.seeds):
@@ -290,7 +291,8 @@ def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> Non
     missing: list[str] = []
     if report_only:
         cfg, missing = finished_part(cfg)
-        specs = [s for s in specs if s.name in (*cfg.methods, *cfg.ablations)]
+        specs = [s for s in specs
+                 if s.name in (*cfg.methods, *cfg.ablations) and s.seed in cfg.seeds]
     else:
         statuses = preflight(cfg, specs)
         for seed in cfg.seeds:
