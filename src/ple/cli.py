@@ -50,6 +50,14 @@ class TrainCommand:
                 "it saved; flags may only repeat it (or extend --max-steps)."})
 
 
+class _ProseHelp(argparse.HelpFormatter):
+    """Field docs are prose ("81 % of the gradient"), not %-format strings: print them as
+    written instead of letting argparse %-expand them (which fails on such a doc)."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return self._get_help_string(action)
+
+
 def train_parser(cls: type[TrainConfig]) -> argparse.ArgumentParser:
     """`ple train`'s flags: one per field of the method's config class, and TrainCommand's.
     Booleans take true/false (or nothing, for true) as every subcommand's do."""
@@ -57,8 +65,7 @@ def train_parser(cls: type[TrainConfig]) -> argparse.ArgumentParser:
 
     others = ", ".join(m for m in METHODS if m not in cls.methods)
     return HfArgumentParser(
-        [cls, TrainCommand], prog="ple train", allow_abbrev=False,
-        formatter_class=argparse.HelpFormatter,
+        [cls, TrainCommand], prog="ple train", allow_abbrev=False, formatter_class=_ProseHelp,
         description=f"Train a policy: {cls.__name__} ({', '.join(cls.methods)}). Every "
         f"field is a flag and a YAML key; flags win over --config.",
         epilog=f"The other methods' settings: ple train --method NAME --help ({others}).")
