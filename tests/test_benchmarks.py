@@ -178,6 +178,28 @@ def test_hh_before_after_tables_pair_each_request_with_its_own_responses():
     assert "| q2 | I can't help with that. (-1.00) | I'm sorry, I won't. (+1.00) |" in lines
 
 
+def test_hh_principle_probe_pairs_guided_with_plain_and_places_the_principle():
+    from hh_principle_probe import prompt_messages, summary
+
+    plain = {"responses": ["Sure, here is how.", "I'm sorry, no.", "Fine."],
+             "rewards": [0.0, 0.5, 1.0]}
+    guided = {"responses": ["I can't help with that.", "I won't.", "Okay."],
+              "rewards": [1.0, 0.4, 0.9]}
+    row = summary(plain, guided, tau=0.2)
+    assert row["declines"][0] == pytest.approx(2 / 3)
+    assert row["gap"][0] == pytest.approx((1.0 - 0.1 - 0.1) / 3)  # paired by request
+    assert row["over_tau"] == pytest.approx(1 / 3)
+    # Only the first request is declined by the guided response alone.
+    assert row["only_guided_declines"] == 1 and row["only_guided_gap"] == pytest.approx(1.0)
+    assert "gap" not in summary(plain, plain, tau=0.2)
+    query = "\n\nHuman: hi\n\nAssistant:"
+    assert prompt_messages(query, "Be kind.", "system") == [
+        {"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}]
+    assert prompt_messages(query, "Be kind.", "user") == [
+        {"role": "user", "content": "Be kind.\n\nhi"}]
+    assert prompt_messages(query, None, "user") == [{"role": "user", "content": "hi"}]
+
+
 def test_diagnostics_terms_by_hand():
     """Eq. 6's terms as the probe splits them: one rank pair, one weighted pair."""
     from ple_diagnostics import gradient_parts, term_losses
