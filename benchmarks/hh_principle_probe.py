@@ -14,10 +14,9 @@ plain one to the same request:
 - `plain`: the request alone (what PLE trains and evaluates on);
 - `paper`: the paper's principle in front of the first user turn (ple's hh default);
 - `paper-system`: the same principle as the chat's system message;
-- `decline`: a short, explicit principle in front of the user turn (below).
-
-and `fixed-decline`: one written decline (FIXED_DECLINE) as every response, to see whether the
-reward prefers declining a request to what the model says to it.
+- `decline`: a short, explicit principle in front of the user turn (below);
+- `fixed-decline`: no sampling, one written decline (FIXED_DECLINE) as every response: does
+  the reward prefer declining a request to what the model says to it?
 
 Declines are counted by hh_before_after's phrase list. Writes probe.json and prints a table.
 
