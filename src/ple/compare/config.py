@@ -91,6 +91,12 @@ class CompareConfig:
     seeds: list[int] = field(default_factory=lambda: [0], metadata=_doc(
         "Every run is trained and evaluated once per seed; with several, tables give the "
         "mean over seeds with its 95 % interval. Default [0]. The paper reports one run."))
+    method_seeds: dict[str, list[int]] = field(default_factory=dict, metadata=_doc(
+        "Method name -> its seeds, for a method run at fewer seeds than `seeds` (a subset "
+        "holding the first seed; not `ours`, whose ablations share its seeds). Its rows are "
+        "over its own seeds, and ours minus it over the seeds both have. Default: every "
+        "method at every seed. The issue-14 study runs the baselines other than RAFT-4 at "
+        "one seed."))
     output_dir: str = field(default="runs/compare", metadata=_doc(
         "Where runs, evaluations, win rates, report.md and report.html go. Finished runs "
         "found there with the same config are reused. Default runs/compare."))
@@ -133,6 +139,10 @@ class CompareConfig:
 
     def winrate_file(self, opponent: str, seed: int) -> Path:
         return Path(self.output_dir) / "winrates" / f"seed{seed}" / f"{self.ours}-vs-{opponent}.json"
+
+    def seeds_of(self, name: str) -> list[int]:
+        """The seeds run `name` (a method, an ablation or BASE) is trained and evaluated with."""
+        return self.method_seeds.get(name, self.seeds)
 
     def opponents(self) -> list[str]:
         """Whom `ours` is judged against: every other method, then the base model."""
@@ -258,6 +268,9 @@ def load_compare_config(path: str) -> CompareConfig:
         elif key == "eval":
             values[key] = _typed_section(node, line, key, EvalConfig, EVAL_FIELDS,
                                          EVAL_SET_PER_RUN)
+        elif key == "method_seeds":
+            values[key] = {name: check_type(list[int], _value(v), f"method_seeds.{name}", at)
+                           for name, v, at in _entries(node, line, key)}
         elif key == "paper":
             values[key] = {name: check_type(float, _value(v), f"paper.{name}", at)
                            for name, v, at in _entries(node, line, key)}
@@ -291,6 +304,14 @@ def _check(cfg: CompareConfig, path: str) -> None:
     unknown = sorted(set(cfg.paper) - {BASE, *cfg.methods, *cfg.ablations})
     need(not unknown, "paper", f"`{', '.join(unknown)}` is no run of this config (the "
          f"methods, the ablations and `{BASE}`)")
+    for name, seeds in cfg.method_seeds.items():
+        need(name in cfg.methods and name != cfg.ours, "method_seeds",
+             f"`{name}` is no method of this config other than `{cfg.ours}` (ours, whose "
+             f"seeds are `seeds`)")
+        need(seeds[:1] == cfg.seeds[:1] and set(seeds) <= set(cfg.seeds)
+             and len(set(seeds)) == len(seeds), "method_seeds",
+             f"{name}: {seeds} must be distinct seeds of `seeds` ({cfg.seeds}) beginning with "
+             f"the first, {cfg.seeds[0]}")
     twice = sorted(set(cfg.methods) & set(cfg.ablations))
     need(not twice, "ablations", f"`{', '.join(twice)}` is also a method; names must differ")
     try:
@@ -314,6 +335,8 @@ def run_specs(cfg: CompareConfig) -> list[RunSpec]:
     for seed in cfg.seeds:
         for kind, runs in (("method", cfg.methods), ("ablation", cfg.ablations)):
             for name, fields in runs.items():
+                if seed not in cfg.seeds_of(name):
+                    continue
                 where = cfg.where[f"{kind}s.{name}"]
                 start = cfg.methods[cfg.ours] if kind == "ablation" else {}
                 values = {**cfg.common, **start, **fields, "task": cfg.task,

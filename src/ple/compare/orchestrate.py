@@ -241,6 +241,8 @@ def judge_all(cfg: CompareConfig) -> None:
     for seed in cfg.seeds:
         ours = str(cfg.run_dir(cfg.ours, seed) / SAMPLES_FILE)
         for other in cfg.opponents():
+            if seed not in cfg.seeds_of(other):
+                continue
             theirs = str(cfg.run_dir(other, seed) / SAMPLES_FILE)
             path = cfg.winrate_file(other, seed)
             matched = match(ours, theirs)
@@ -271,14 +273,17 @@ def finished_part(cfg: CompareConfig) -> tuple[CompareConfig, list]:
     if not seeds:
         raise UserError(f"--report-only: `{cfg.ours}` (ours) and the base model are not both "
                         f"evaluated for any seed yet in {cfg.output_dir}; nothing to report")
+    # A method's seeds within those; the report's first seed must be among them (its samples).
+    own = {n: [s for s in cfg.seeds_of(n) if s in seeds] for n in (*cfg.methods, *cfg.ablations)}
     missing = [f"seed {s}" for s in cfg.seeds if s not in seeds]
-    missing += [n for n in (*cfg.methods, *cfg.ablations) if not evaluated(n, seeds)]
+    missing += [n for n in own if seeds[0] not in own[n] or not evaluated(n, own[n])]
     part = dataclasses.replace(
         cfg, seeds=seeds,
         methods={n: v for n, v in cfg.methods.items() if n not in missing},
-        ablations={n: v for n, v in cfg.ablations.items() if n not in missing})
+        ablations={n: v for n, v in cfg.ablations.items() if n not in missing},
+        method_seeds={n: own[n] for n in cfg.method_seeds if n not in missing})
     if part.winrate and not all(part.winrate_file(o, seed).is_file()
-                                for o in part.opponents() for seed in part.seeds):
+                                for o in part.opponents() for seed in part.seeds_of(o)):
         part = dataclasses.replace(part, winrate=None)
         missing.append("the win rates")
     return part, missing

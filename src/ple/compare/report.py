@@ -114,23 +114,23 @@ class Runs:
         self.specs = {(s.name, s.seed): s for s in specs}
         self.evals, self.samples, self.metrics = {}, {}, {}
         for name in self.names:
-            for seed in cfg.seeds:
+            for seed in cfg.seeds_of(name):
                 d = cfg.run_dir(name, seed)
                 self.evals[name, seed] = json.loads((d / "eval.json").read_text())
                 self.samples[name, seed] = _read_jsonl(d / SAMPLES_FILE)
                 self.metrics[name, seed] = _read_jsonl(d / "metrics.jsonl") \
                     if name != BASE else []
         self.winrates = {(other, seed): json.loads(cfg.winrate_file(other, seed).read_text())
-                         for other in cfg.opponents() for seed in cfg.seeds} \
+                         for other in cfg.opponents() for seed in cfg.seeds_of(other)} \
             if cfg.winrate else {}
 
     def values(self, name: str, key: str) -> list:
-        return [self.evals[name, seed][key] for seed in self.cfg.seeds]
+        return [self.evals[name, seed][key] for seed in self.cfg.seeds_of(name)]
 
     def budget(self, name: str, key: str) -> list:
         """A run's final count of `key` (generated_responses, optimizer_steps) per seed."""
         return [self.metrics[name, seed][-1].get(key) if self.metrics[name, seed] else None
-                for seed in self.cfg.seeds]
+                for seed in self.cfg.seeds_of(name)]
 
 
 RESULT_HEADER = ["method", "PPL ↓", "RM ↑", "BLEU ↑", "base-PPL", "distinct-2",
@@ -153,8 +153,7 @@ def interval(estimates: list[tuple[float, float | None]]) -> str:
 def result_row(runs: Runs, name: str, label: str) -> list[str]:
     """One row of a results table: RM and every extra scorer with their 95 % intervals, the
     rest as cell() shows them; then the paper's RM where the config gives it."""
-    seeds = runs.cfg.seeds
-    evals = [runs.evals[name, seed] for seed in seeds]
+    evals = [runs.evals[name, seed] for seed in runs.cfg.seeds_of(name)]
     extra = [interval([(e["extra_rewards"][n]["mean"], e["extra_rewards"][n]["se"])
                        for e in evals]) for n in scorers(runs)[1:]]
     paper = [] if not runs.cfg.paper else [
@@ -179,7 +178,21 @@ def _spread_words(cfg: CompareConfig) -> str:
                 f"its mean over the test responses (± 1.96 standard errors)")
     return (f"{len(cfg.seeds)} seeds ({', '.join(map(str, cfg.seeds))}): every number is "
             f"the mean over the seeds with its 95 % interval (Student's t over the seeds' "
-            f"values, which holds training and test-set noise alike)")
+            f"values, which holds training and test-set noise alike)" + _fewer_seeds(cfg))
+
+
+def _fewer_seeds(cfg: CompareConfig) -> str:
+    """The methods run at fewer seeds (method_seeds), as a clause; empty when none is."""
+    groups: dict[tuple, list[str]] = {}
+    for name in cfg.methods:
+        if cfg.seeds_of(name) != cfg.seeds:
+            groups.setdefault(tuple(cfg.seeds_of(name)), []).append(name)
+    return "".join(
+        f"; {', '.join(names)}: "
+        + (f"seed {seeds[0]} only, so that seed's numbers, RM and every scorer with the 95 % "
+           f"interval over its test responses" if len(seeds) == 1 else
+           f"seeds {', '.join(map(str, seeds))} only, the mean over those")
+        for seeds, names in groups.items())
 
 
 def results_section(runs: Runs) -> Section:
@@ -230,7 +243,7 @@ def paired_section(runs: Runs) -> Section:
         row = [f"{cfg.ours} − {'BASE' if other == BASE else other}"]
         for index, scorer in enumerate(names):
             estimates = []
-            for seed in cfg.seeds:
+            for seed in cfg.seeds_of(other):
                 mean, se, n = paired_difference(_scores(runs, cfg.ours, seed, scorer, index),
                                                 _scores(runs, other, seed, scorer, index))
                 estimates.append((mean, se))
@@ -241,7 +254,8 @@ def paired_section(runs: Runs) -> Section:
     spread = ("one seed: ± 1.96 standard errors of the paired difference over the test "
               "queries" if len(cfg.seeds) == 1 else
               f"{len(cfg.seeds)} seeds: Student's t over the seeds' paired means (each "
-              f"seed evaluates its own draw of test queries, shared by every run of it)")
+              f"seed evaluates its own draw of test queries, shared by every run of it)"
+              + _fewer_seeds(cfg))
     return Section("Paired differences", [
         f"Ours ({cfg.ours}) minus each run, over the test queries both answered ("
         f"{', '.join(map(str, sorted(per_seed_n)))} per seed), for the training reward and "
@@ -332,7 +346,7 @@ def winrate_section(runs: Runs) -> Section:
                                                 "compare config), so no win rates."])
     rows, rates = [], []
     for other in cfg.opponents():
-        reports = [runs.winrates[other, seed] for seed in cfg.seeds]
+        reports = [runs.winrates[other, seed] for seed in cfg.seeds_of(other)]
         shares = [[100 * r[f"{k}_rate"] for r in reports] for k in ("win", "tie", "lose")]
         rates.append([statistics.mean(s) for s in shares])
         rows.append([f"{cfg.ours} vs {other}", *(cell(s, 0) for s in shares),
@@ -368,10 +382,10 @@ def reward_series(names: list[str], seeds: list[int], metrics: dict, ours: str) 
     mean reward of each step's sampled responses), for `ours` `principle` (of its
     principle-guided responses y') where logged, and `held-out` (the periodic evaluations,
     eval_steps) where logged; each a list of (generated responses so far, reward), both
-    means over the seeds. `metrics[name, seed]` is that run's metrics rows."""
+    means over the seeds that run has. `metrics[name, seed]` is that run's metrics rows."""
     series = {}
     for name in names:
-        seed_rows = [metrics[name, seed] for seed in seeds]
+        seed_rows = [metrics[name, seed] for seed in seeds if (name, seed) in metrics]
         if not any(training_reward(r) is not None for rows in seed_rows for r in rows):
             continue
         steps, xs = mean_by_step(seed_rows, lambda r: r.get("generated_responses"))
@@ -439,7 +453,7 @@ def purity_section(runs: Runs) -> Section | None:
     fig = MplFigure(figsize=(4.5 * len(ple_runs), 3.8))
     axes = fig.subplots(1, len(ple_runs), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], ple_runs):
-        seed_rows = [runs.metrics[name, seed] for seed in cfg.seeds]
+        seed_rows = [runs.metrics[name, seed] for seed in cfg.seeds_of(name)]
         for margin in seed_rows[0][0]["purity"]:
             steps, shares = mean_by_step(seed_rows, lambda r, e=margin: r["purity"][e])
             ax.plot(steps, shares, marker=".", label=f"e = {margin}")
