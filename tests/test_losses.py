@@ -91,6 +91,24 @@ def test_ple_loss_eq6_routes_each_pair_to_one_term():
     assert anchored["loss"].item() == pytest.approx(121.0 / 3 + 0.5 * 4.0)
 
 
+def test_kl_penalty_k3_by_hand_and_its_pull_toward_the_reference():
+    policy = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -0.5]], requires_grad=True)
+    reference = torch.tensor([[-1.5, -1.0, -9.0], [-0.5, -0.5, -0.5]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])  # row 0: a padded third token
+    kl = losses.kl_penalty(policy, reference, mask)
+    k3 = lambda d: math.exp(d) - d - 1  # noqa: E731
+    assert kl[0].item() == pytest.approx((k3(-0.5) + k3(1.0)) / 2)
+    assert kl[1].item() == 0.0  # the reference's own log-probs: no penalty
+    kl.sum().backward()
+    # Above the reference the gradient is positive (descent lowers the log-prob), below it
+    # negative, at padding zero.
+    assert policy.grad[0, 0] > 0 > policy.grad[0, 1] and policy.grad[0, 2] == 0
+    out = losses.ple_loss(torch.zeros(2), torch.zeros(2), torch.tensor([True, False]),
+                          kl=kl.detach(), kl_coef=0.1)
+    assert out["loss_kl"].item() == pytest.approx(0.1 * kl.mean().item())
+    assert out["loss"].item() == pytest.approx(out["loss_kl"].item())
+
+
 @given(st.lists(finite, min_size=2, max_size=6), st.lists(finite, min_size=2, max_size=6))
 def test_losses_finite_for_finite_inputs(a, b):
     n = min(len(a), len(b))

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import prompts, trainable_snapshot, unchanged_parameters
 from peft import PeftModel
@@ -40,6 +41,29 @@ def test_loss_logged_and_every_lora_parameter_changed(tmp_path):
     assert [r["buffer_size"] for r in rows] == [4, 8]
     assert [r["n_rank"] + r["n_weighted"] for r in rows] == [4, 8]
     assert rows[-1]["generated_responses"] == 16 and rows[-1]["optimizer_steps"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_lora", [True, False])
+def test_kl_penalty_is_zero_at_the_base_model_and_logged_after(tmp_path, use_lora):
+    """kl_coef: the reference is the base model (LoRA disabled, or a frozen copy under full
+    fine-tuning), so the penalty is 0 at the start and grows once the policy moves; every
+    trainable parameter still changes."""
+    trainer = make_trainer(tmp_path, kl_coef=0.5, max_steps=3, use_lora=use_lora,
+                           learning_rate=1e-2)
+    from ple.sequences import pack, response_token_logprobs
+
+    batch = pack([[1, 2, 3]], [[4, 5, 6, 7]], trainer.tokenizer.pad_token_id)
+    with torch.no_grad():
+        start = response_token_logprobs(trainer.model, batch)
+    assert torch.equal(trainer.reference_logprobs(batch), start)
+    before = trainable_snapshot(trainer.model)
+    trainer.train()
+    assert unchanged_parameters(trainer.model, before) == []
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert all(r["loss_kl"] >= 0 for r in rows) and rows[-1]["loss_kl"] > 0
+    assert torch.equal(trainer.reference_logprobs(batch), start)  # the reference stays put
+    assert not torch.equal(response_token_logprobs(trainer.model, batch).detach(), start)
 
 
 @pytest.mark.slow

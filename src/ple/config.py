@@ -308,6 +308,15 @@ class PLEConfig(TrainConfig):
                       "0, which disables it). Default 1.0, the setting measured best on IMDb "
                       "(docs/results/imdb-settings.md)."),
     )
+    kl_coef: float = field(
+        default=0.0,
+        metadata=_doc("Coefficient beta of a penalty toward the frozen base model on the plain "
+                      "responses y (sampled from the policy, so on-policy; y' is sampled under "
+                      "the principle prompt, so it is not): Schulman's k3 estimate of "
+                      "KL(pi || pi_base) per token, averaged over the response, as GRPO and "
+                      "TRL's `beta` add it. Not in the paper (paper: 0, which disables it). "
+                      "Default 0."),
+    )
     wsft_length_norm: bool = field(
         default=False,
         metadata=_doc("Divide Eq. 4's log-probabilities by the response length, as Eq. 3's "
@@ -356,6 +365,7 @@ class PLEConfig(TrainConfig):
         need(self.replay_window >= 0, "replay_window",
              "must be >= 0 (0 replays all of D_train)")
         need(self.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
+        need(self.kl_coef >= 0.0, "kl_coef", "must be >= 0")
         need(len(self.purity_margins) >= 1 and min(self.purity_margins) >= 0
              and len(set(self.purity_margins)) == len(self.purity_margins), "purity_margins",
              "must be one or more distinct numbers >= 0")

@@ -67,6 +67,18 @@ def weighted_sft_loss(w: torch.Tensor, logp_sum: torch.Tensor, w_prompt: torch.T
     return -(w * logp_sum + w_prompt * logp_sum_prompt)
 
 
+def kl_penalty(token_logps: torch.Tensor, ref_token_logps: torch.Tensor,
+               mask: torch.Tensor) -> torch.Tensor:
+    """Not in the paper: a per-response estimate of KL(pi || pi_ref) from its sampled tokens,
+    Schulman's k3, exp(r - l) - (r - l) - 1 with l, r the policy's and the reference's
+    log-probs of each token, averaged over the response's tokens (GRPO's penalty, TRL's
+    `beta`). Non-negative, 0 where the two agree; on responses sampled from pi its gradient
+    pulls pi toward pi_ref. Shape [B]."""
+    delta = (ref_token_logps - token_logps) * mask
+    per_token = (torch.exp(delta) - delta - 1) * mask
+    return per_token.sum(-1) / mask.sum(-1).clamp(min=1)
+
+
 def is_rank_pair(s: float, s_prompt: float, tau: float) -> bool:
     """The branch rule of Eqs. 3-4: the ranking loss iff s' - s > tau, else weighted SFT."""
     return s_prompt - s > tau
@@ -81,13 +93,15 @@ def threshold(tau0: float, alpha: float, step: int) -> float:
 
 
 def ple_loss(rank: torch.Tensor, wsft: torch.Tensor, is_rank: torch.Tensor,
-             anchor: torch.Tensor | None = None, anchor_coef: float = 0.0) -> dict:
+             anchor: torch.Tensor | None = None, anchor_coef: float = 0.0,
+             kl: torch.Tensor | None = None, kl_coef: float = 0.0) -> dict:
     """Eq. 6: L = L_rank + L_weighted-sft over a mini-batch of pairs.
 
     Each pair contributes to exactly one term, chosen by `is_rank` (bool, [B]). The paper's
     sums are divided by the number of pairs in the mini-batch, so the learning rate does not
     depend on the batch size. `anchor` (per pair, optional) is the non-paper SFT term on the
-    better response, scaled by `anchor_coef`.
+    better response, scaled by `anchor_coef`; `kl` (per pair, optional) the non-paper
+    penalty toward the reference model (kl_penalty), scaled by `kl_coef`.
     """
     n = max(int(is_rank.numel()), 1)
     l_rank = torch.where(is_rank, rank, torch.zeros_like(rank)).sum() / n
@@ -97,4 +111,9 @@ def ple_loss(rank: torch.Tensor, wsft: torch.Tensor, is_rank: torch.Tensor,
     if anchor is not None and anchor_coef > 0:
         l_anchor = anchor_coef * anchor.mean()
         total = total + l_anchor
-    return {"loss": total, "loss_rank": l_rank, "loss_wsft": l_wsft, "loss_anchor": l_anchor}
+    l_kl = torch.zeros_like(total)
+    if kl is not None and kl_coef > 0:
+        l_kl = kl_coef * kl.mean()
+        total = total + l_kl
+    return {"loss": total, "loss_rank": l_rank, "loss_wsft": l_wsft, "loss_anchor": l_anchor,
+            "loss_kl": l_kl}

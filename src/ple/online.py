@@ -187,11 +187,12 @@ class OnlineTrainer:
         # Seed + process index: the processes sample their shares of a step's queries with
         # different random streams. Process 0 of N is seeded as a single process is.
         set_seed(args.seed, device_specific=True)
-        # Full fine-tuning needs a frozen copy to measure drift; LoRA just disables itself.
+        # Full fine-tuning needs a frozen copy to measure drift or to be the reference of a
+        # KL penalty; LoRA just disables itself.
         self.frozen_base = None
         if peft_config is not None:
             model = get_peft_model(model, peft_config)
-        elif self.eval_queries:
+        elif self.eval_queries or self._uses_reference():
             self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
         if args.gradient_checkpointing:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING)
@@ -381,6 +382,21 @@ class OnlineTrainer:
 
     def _progress(self, row: dict) -> dict:
         return {"r": f"{row['reward_mean']:.2f}"}
+
+    def _uses_reference(self) -> bool:
+        """Whether the method reads the frozen base model's log-probs (reference_logprobs)."""
+        return False
+
+    @torch.no_grad()
+    def reference_logprobs(self, batch: dict) -> torch.Tensor:
+        """[N, R] log-probs of a packed batch's response tokens under the frozen base model
+        (the reference of a KL penalty): the LoRA policy with its adapter disabled, or the
+        frozen copy under full fine-tuning."""
+        if self.frozen_base is not None:
+            return response_token_logprobs(self.frozen_base, batch)
+        model = self.accelerator.unwrap_model(self.model)
+        with model.disable_adapter():
+            return response_token_logprobs(model, batch)
 
     def _extra_modules(self, model) -> dict[str, torch.nn.Module]:
         """Modules a method trains beside the policy (PPO's value head), by name. Their

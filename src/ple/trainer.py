@@ -41,6 +41,9 @@ class PLETrainer(OnlineTrainer):
         super().__init__(*positional, **keywords)
         self.buffer.window = self.args.replay_window
 
+    def _uses_reference(self) -> bool:
+        return self.args.kl_coef > 0
+
     def _generate(self, queries: list[str]) -> tuple[list, list, list]:
         """Plain prompts, then the ids and texts of y (first half) and y' (second half), from
         ONE generate call. y' is principle-guided, except in the no_rank ablation, where it is
@@ -75,9 +78,14 @@ class PLETrainer(OnlineTrainer):
         # The better response of a pair: y' on the rank branch, else the higher-scored one.
         guided_better = is_rank | (weights[:, 1] > weights[:, 0])
         anchor = -torch.where(guided_better, logp_norm[n:], logp_norm[:n])
+        kl = None
+        if self.args.kl_coef > 0:
+            plain = {k: v[:n] for k, v in batch.items()}
+            kl = losses.kl_penalty(token_logps[:n], self.reference_logprobs(plain).to(device),
+                                   mask[:n])
         return {"logp_sum": logp_sum, "logp_norm": logp_norm, "logp_wsft": logp_wsft,
                 "weights": weights, "is_rank": is_rank, "rank": rank, "wsft": wsft,
-                "anchor": anchor}
+                "anchor": anchor, "kl": kl}
 
     def _pair_losses(self, pairs: list[ScoredPair], tau: float) -> dict:
         """Eq. 6 for a mini-batch of pairs, with the length-normalised log-probs of y and y'
@@ -85,7 +93,7 @@ class PLETrainer(OnlineTrainer):
         t = self._pair_terms(pairs, tau)
         n = len(pairs)
         return {**losses.ple_loss(t["rank"], t["wsft"], t["is_rank"], t["anchor"],
-                                  self.args.sft_anchor),
+                                  self.args.sft_anchor, t["kl"], self.args.kl_coef),
                 "logp": t["logp_norm"][:n].tolist(), "logp_prompt": t["logp_norm"][n:].tolist()}
 
     def _branch_is_rank(self, pair: ScoredPair, tau: float) -> bool:
@@ -108,7 +116,7 @@ class PLETrainer(OnlineTrainer):
             pairs = [p for p, r in zip(pairs, ranked) if r]
             ranked = [True] * len(pairs)
         sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0,
-                "grad_norm": 0.0}
+                "grad_norm": 0.0, **({"loss_kl": 0.0} if self.args.kl_coef > 0 else {})}
         n_updates = 0
         logp, logp_prompt = [], []
         for out in self.updater.steps(pairs, lambda chunk: self._pair_losses(chunk, tau)):

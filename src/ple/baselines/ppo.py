@@ -23,7 +23,6 @@ Like the adapter-disabled reference it is the model before any SFT warm-up.
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from ple.baselines import ppo_losses
 from ple.config import PPOConfig
 from ple.online import OnlineTrainer
 from ple.rewards import checked_scores
-from ple.sequences import pack, response_logprobs_and_hidden, response_token_logprobs
+from ple.sequences import pack, response_logprobs_and_hidden
 
 
 def _rows(batch: dict, index: torch.Tensor) -> dict:
@@ -48,14 +47,8 @@ class PPOTrainer(OnlineTrainer):
     method = "ppo"
     config_class = PPOConfig
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.reference = None
-        if not self.args.use_lora:
-            self.reference = self.frozen_base
-            if self.reference is None:
-                self.reference = copy.deepcopy(self.accelerator.unwrap_model(self.model))
-                self.reference.eval().requires_grad_(False)
+    def _uses_reference(self) -> bool:
+        return True
 
     def _extra_modules(self, model) -> dict[str, torch.nn.Module]:
         hidden = model.config.get_text_config().hidden_size
@@ -72,13 +65,6 @@ class PPOTrainer(OnlineTrainer):
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
         return logp, values * batch["response_mask"].to(values.device)
 
-    def _reference_logprobs(self, batch: dict) -> torch.Tensor:
-        if self.reference is not None:
-            return response_token_logprobs(self.reference, batch)
-        model = self.accelerator.unwrap_model(self.model)
-        with model.disable_adapter():
-            return response_token_logprobs(model, batch)
-
     @torch.no_grad()
     def _rollout_stats(self, batch: dict) -> tuple[torch.Tensor, ...]:
         """log pi_old, V_old and log pi_ref of the sampled responses, in chunks of
@@ -88,7 +74,7 @@ class PPOTrainer(OnlineTrainer):
         parts = []
         for i in range(0, n, size):
             chunk = _rows(batch, torch.arange(i, min(i + size, n)))
-            parts.append((*self._policy_forward(chunk), self._reference_logprobs(chunk)))
+            parts.append((*self._policy_forward(chunk), self.reference_logprobs(chunk)))
         return tuple(torch.cat(p) for p in zip(*parts))
 
     # --- the step --------------------------------------------------------------------------
