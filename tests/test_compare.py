@@ -323,6 +323,7 @@ GRID = {(m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft") for lr in 
     ("imdb-tune-lr", GRID, "valid", 128, [0]),
     ("imdb-tune-baselines", {x for x in GRID if x[0] != "ple"} | {("ple", 3e-4)}, "valid",
      128, [0]),
+    ("imdb-tune-kl", {("ple", 3e-4)}, "valid", 128, [0, 1, 2]),
     ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2])])
 def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates, split, n,
                                                                       seeds):
@@ -349,6 +350,24 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
     assert {c.reward for c in specs} == {"imdb-sentiment"}
     assert split in cfg.eval["test_data"] and cfg.eval["extra_rewards"] == "vader"
     assert cfg.eval["n"] == n and cfg.seeds == seeds
+
+
+def test_the_kl_grid_varies_only_kl_coef_from_the_test_stages_ple():
+    """imdb-tune-kl.yaml's runs are the test stage's PLE (and, at seed 0, tune-baselines'
+    PLE run, reused) with kl_coef changed, and nothing else."""
+    from ple.compare.config import load_compare_config, run_specs
+
+    def configs(name):
+        cfg = load_compare_config(str(REPO / "configs" / "compare" / f"{name}.yaml"))
+        return {(s.name, s.seed): {k: v for k, v in s.config.to_dict().items()
+                                   if k != "output_dir"} for s in run_specs(cfg)}
+
+    grid, study, tuned = configs("imdb-tune-kl"), configs("imdb-study"), \
+        configs("imdb-tune-baselines")
+    assert grid["ple", 0] == tuned["ple", 0]
+    for (name, seed), config in grid.items():
+        assert {**config, "kl_coef": 0.0} == study["ple", seed], name
+    assert sorted({c["kl_coef"] for c in grid.values()}) == [0.0, 1.0, 10.0]
 
 
 def test_guarded_best_takes_the_highest_reward_whose_guards_hold():
