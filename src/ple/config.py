@@ -311,8 +311,9 @@ class PLEConfig(TrainConfig):
     kl_coef: float = field(
         default=0.0,
         metadata=_doc("Coefficient beta of a penalty toward the frozen base model on the plain "
-                      "responses y (sampled from the policy, so on-policy; y' is sampled under "
-                      "the principle prompt, so it is not): Schulman's k3 estimate of "
+                      "responses y (sampled from the policy: on-policy with replay_window 1; "
+                      "y' is sampled under the principle prompt, so it never is): "
+                      "Schulman's k3 estimate of "
                       "KL(pi || pi_base) per token, averaged over the response, as GRPO and "
                       "TRL's `beta` add it. Not in the paper (paper: 0, which disables it). "
                       "Default 0."),
