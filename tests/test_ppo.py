@@ -87,11 +87,11 @@ def test_gradient_clipping_covers_the_value_head(tmp_path):
 def test_ppo_full_fine_tuning_keeps_a_frozen_reference(tmp_path):
     trainer = make_trainer(tmp_path / "full", use_lora=False, max_steps=1, ppo_epochs=1)
     before = {n: p.detach().clone() for n, p in trainer.updater.trainable().items()}
-    reference = {n: p.detach().clone() for n, p in trainer.reference.named_parameters()}
+    reference = {n: p.detach().clone() for n, p in trainer.frozen_base.named_parameters()}
     assert len(before) == len(reference) + 2  # every weight, and the value head
     trainer.train()
     assert unchanged(trainer, before) == []
-    assert all(torch.equal(p, reference[n]) for n, p in trainer.reference.named_parameters())
+    assert all(torch.equal(p, reference[n]) for n, p in trainer.frozen_base.named_parameters())
     assert (tmp_path / "full" / "value_head.safetensors").is_file()
 
 
