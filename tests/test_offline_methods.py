@@ -85,6 +85,36 @@ def test_dpo_on_imdb_makes_pairs_from_ranked_samples(tmp_path):
     assert rows[-1]["generated_responses"] == 2 * len(builtin_queries("imdb", "train"))
 
 
+def test_dpo_samples_its_pairs_a_batch_of_queries_at_a_time(monkeypatch):
+    """generated_pairs calls generate on batch_size queries (two samples each) at a time, not
+    on all of them at once (504 queries ran out of memory), and keeps every pair in order."""
+    from types import SimpleNamespace
+
+    from ple.baselines import dpo
+
+    calls = []
+
+    def fake_sample(model, tokenizer, prompts, *rest):
+        calls.append(len(prompts))
+        return [[len(calls), i] for i in range(len(prompts))]
+
+    monkeypatch.setattr(dpo, "sample", fake_sample)
+    monkeypatch.setattr(dpo, "decode", lambda tok, rows: [f"{a}-{b}" for a, b in rows])
+    monkeypatch.setattr(dpo, "checked_scores",
+                        lambda reward, queries, texts: [float(t.split("-")[1]) for t in texts])
+    run = SimpleNamespace(args=SimpleNamespace(batch_size=3, max_new_tokens=4, temperature=1.0,
+                                               top_p=1.0, top_k=0),
+                          prompter=SimpleNamespace(ids=lambda q: [len(q)]), model=None,
+                          tokenizer=None, reward=None,
+                          totals={"generated_responses": 0, "generated_tokens": 0})
+    queries = [f"query {i}" for i in range(7)]
+    pairs, rows = dpo.generated_pairs(run, queries)
+    assert calls == [6, 6, 2]
+    assert run.totals["generated_responses"] == 14
+    assert [p[0] for p in pairs] == queries  # the second sample of each scores higher
+    assert pairs[0][1:] == ("1-1", "1-0") and pairs[6][1:] == ("3-1", "3-0")
+
+
 @pytest.mark.parametrize("method,task,message", [
     ("sft", "imdb", "config key `data`: method sft needs supervised data"),
     ("dpo", "tldr", "config key `data`: method dpo needs preference pairs for task tldr"),
