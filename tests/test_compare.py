@@ -135,16 +135,21 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
             expected([e["bleu"] for e in evals], 2),
             expected([e["base_perplexity"] for e in evals], 2),
             expected([e["distinct_2"] for e in evals], 3)]
+        # Guards per seed, each against that seed's BASE (1.5x its base-PPL, -10 % distinct-2).
+        bases = [json.loads((out / f"base/seed{s}/eval.json").read_text()) for s in SEEDS]
+        held = sum(e["base_perplexity"] <= 1.5 * b["base_perplexity"]
+                   and e["distinct_2"] >= 0.9 * b["distinct_2"] for e, b in zip(evals, bases))
+        assert table[label][5] == ("–" if label == "BASE" else f"{held}/2")
     # The equal budget: 2 steps of 2 queries, with 2 responses each.
-    assert main["ple"][5:7] == ["8", "2"] and main["raft"][5] == "8"
-    assert main["BASE"][5:7] == ["–", "–"]
+    assert main["ple"][6:8] == ["8", "2"] and main["raft"][6] == "8"
+    assert main["BASE"][6:8] == ["–", "–"]
     assert "length_score:score ↑" in md
     assert "against the references (each cut to its response's length in words)" in md
     evals = [json.loads((out / f"runs/ple/seed{s}/eval.json").read_text()) for s in SEEDS]
-    assert main["ple"][7] == interval(evals, lambda e: e["extra_rewards"]["length_score:score"])
+    assert main["ple"][8] == interval(evals, lambda e: e["extra_rewards"]["length_score:score"])
     # The paper's numbers beside ours, where the config gives them.
-    assert (main["BASE"][8], main["ple"][8], main["raft"][8]) == ("-0.41", "1.33", "–")
-    assert ablations["ple (ours)"][8] == "1.33"
+    assert (main["BASE"][9], main["ple"][9], main["raft"][9]) == ("-0.41", "1.33", "–")
+    assert ablations["ple (ours)"][9] == "1.33"
 
     # Ours minus each run on the same test queries: the mean over seeds of each seed's
     # paired mean, with Student's t (1 degree of freedom) over the two seeds.
@@ -277,6 +282,10 @@ BAD_CONFIGS = [
     ("seeds: [0, 1]\nmethods:\n  ple: {}\n  raft: {method: raft}\nmethod_seeds:\n  raft: [1]\n",
      "compare.yaml:5: `method_seeds`: raft: [1] must be distinct seeds of `seeds` ([0, 1]) "
      "beginning with the first, 0"),
+    ("methods:\n  ple: {}\ntuning: [tune.yaml]\n",
+     "compare.yaml:3: `tuning`: tune.yaml: no such compare config"),
+    ("methods:\n  ple: {}\ntuning: tune.yaml\n",
+     "compare.yaml:3: `tuning` must be a list of strings, got 'tune.yaml'"),
     ("methods:\n  sft: {method: sft}\nours: sft\n",
      "compare.yaml:2: methods.sft: config key `data`: method sft needs supervised data"),
 ]
@@ -326,13 +335,14 @@ GRID = {(m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft") for lr in 
     ("imdb-tune-kl", {("ple", 3e-4)}, "valid", 128, [0, 1, 2]),
     ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2])])
 def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates, split, n,
-                                                                      seeds):
+                                                                      seeds, monkeypatch):
     """The IMDb study's configs (issue 14): >= 1,000 generated responses per run (SFT and
     DPO: PLE's optimizer steps), the paper's reward with VADER beside it; the tuning grids
     every method at three learning rates on validation, the test stage 256 test openings
     over three seeds."""
     from ple.compare.config import load_compare_config, run_specs
 
+    monkeypatch.chdir(REPO)  # the test stage names its tuning configs from the repository
     cfg = load_compare_config(str(REPO / "configs" / "compare" / f"{name}.yaml"))
     specs = [s.config for s in run_specs(cfg)]
     responses = {"ple": lambda c: c.max_steps * c.batch_size * 2,
@@ -370,16 +380,17 @@ def test_the_kl_grid_varies_only_kl_coef_from_the_test_stages_ple():
     assert sorted({c["kl_coef"] for c in grid.values()}) == [0.0, 1.0, 10.0]
 
 
-def test_guarded_best_takes_the_highest_reward_whose_guards_hold():
-    from ple.compare.report import guarded_best
+def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2():
+    from ple.compare.report import guards_hold
 
-    base = (20.0, 0.80)  # BASE's base-PPL and distinct-2
-    runs = {"lr-a": (0.9, 31.0, 0.80),   # base-PPL 1.55x BASE's: broken
-            "lr-b": (0.7, 29.0, 0.73),   # 1.45x, distinct-2 -8.8 %: held
-            "lr-c": (0.8, 22.0, 0.71),   # distinct-2 -11 %: broken
-            "lr-d": (0.5, 18.0, 0.85)}   # held
-    assert guarded_best(runs, base) == "lr-b"
-    assert guarded_best({k: runs[k] for k in ("lr-a", "lr-c")}, base) is None
+    base = {"base_perplexity": 20.0, "distinct_2": 0.80}
+    def run(ppl, d2):
+        return {"base_perplexity": ppl, "distinct_2": d2}
+
+    assert guards_hold(run(29.0, 0.73), base)        # 1.45x, distinct-2 -8.8 %
+    assert guards_hold(run(30.0, 0.80), base)        # 1.5x: at the edge
+    assert not guards_hold(run(31.0, 0.80), base)    # 1.55x
+    assert not guards_hold(run(22.0, 0.71), base)    # distinct-2 -11 %
 
 
 def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
@@ -410,27 +421,34 @@ def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
     assert series["rloo"] == {"training": [(8, pytest.approx(0.0))], "held-out": []}
 
 
-def test_choice_section_lists_each_grid_and_marks_the_choice():
+def test_choice_section_takes_the_best_reward_whose_guards_hold_on_every_seed():
     from types import SimpleNamespace
 
-    from ple.compare.config import BASE
-    from ple.compare.report import choice_section
+    from ple.compare.config import BASE, CompareConfig
+    from ple.compare.report import Runs, choice_section
     from ple.config import PLEConfig, RAFTConfig
 
-    specs = {("ple-1", 0): PLEConfig(learning_rate=1e-4), ("ple-2", 0): PLEConfig(),
-             ("raft", 0): RAFTConfig()}
-    evals = {BASE: (0.0, 20.0, 0.8), "ple-1": (0.3, 21.0, 0.8), "ple-2": (0.6, 35.0, 0.8),
-             "raft": (0.4, 20.0, 0.8)}
-    keys = ("reward_mean", "base_perplexity", "distinct_2")
-    runs = SimpleNamespace(
-        cfg=SimpleNamespace(seeds=[0], task="imdb"), names=[BASE, "ple-1", "ple-2", "raft"],
-        specs={k: SimpleNamespace(config=c) for k, c in specs.items()},
-        values=lambda name, key: [evals[name][keys.index(key)]])
+    configs = {"ple-1": PLEConfig(learning_rate=1e-4), "ple-2": PLEConfig(),
+               "ple-3": PLEConfig(tau0=1.0), "raft": RAFTConfig()}
+    # (RM, base-PPL, distinct-2) per seed; BASE's differ by seed.
+    numbers = {BASE: [(0.0, 20.0, 0.8), (0.1, 30.0, 0.9)],
+               "ple-1": [(0.3, 21.0, 0.8), (0.3, 31.0, 0.9)],   # held on both
+               "ple-2": [(0.6, 35.0, 0.8), (0.6, 50.0, 0.9)],   # 1.75x, 1.67x BASE's
+               # Its means would pass (distinct-2 0.79 against 0.85), but seed 1 drops 17 %.
+               "ple-3": [(0.9, 20.0, 0.83), (0.9, 30.0, 0.75)],
+               "raft": [(0.4, 20.0, 0.8), (0.4, 30.0, 0.9)]}
+    runs = object.__new__(Runs)
+    runs.cfg = CompareConfig(methods={n: {} for n in configs}, seeds=[0, 1], task="imdb")
+    runs.names = [BASE, *configs]
+    runs.specs = {(n, s): SimpleNamespace(config=c) for n, c in configs.items() for s in (0, 1)}
+    runs.evals = {(n, s): dict(zip(("reward_mean", "base_perplexity", "distinct_2"), v))
+                  for n, values in numbers.items() for s, v in enumerate(values)}
     rows = {r[0]: r for r in choice_section(runs).blocks[1].rows}
-    assert set(rows) == {"ple-1", "ple-2"}  # raft has one run: nothing to choose
-    assert rows["ple-1"][1:] == ["ple", "learning_rate 0.0001", "0.300", "1.05×", "+0.0 %",
-                                 "held", "chosen"]
-    assert rows["ple-2"][2] == "learning_rate 0.0003" and rows["ple-2"][6:] == ["broken", ""]
+    assert set(rows) == {"ple-1", "ple-2", "ple-3"}  # raft has one run: nothing to choose
+    assert rows["ple-1"][1:] == ["ple", "learning_rate 0.0001, tau0 0.2", "0.300", "1.04×",
+                                 "+0.0 %", "2/2", "chosen"]
+    assert rows["ple-2"][2] == "learning_rate 0.0003, tau0 0.2"
+    assert rows["ple-2"][6:] == ["0/2", ""] and rows["ple-3"][6:] == ["1/2", ""]
 
 
 def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_path):
@@ -478,6 +496,47 @@ def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_pat
     assert result.returncode == 2
     assert result.stderr == "ple: error: --report-only: `ple` (ours) and the base model are " \
                             "not both evaluated for any seed yet in out; nothing to report\n"
+
+
+def test_the_report_shows_the_choice_tables_of_its_tuning_stages(first, tmp_path):
+    """`tuning`: the test stage's report shows the grid each setting was chosen from, with
+    its guards per seed, from the tuning config's finished runs."""
+    root, _ = first
+    shutil.copytree(root / "out", tmp_path / "out")
+    shutil.copytree(root / "out", tmp_path / "tune")
+    shutil.copy(root / "length_score.py", tmp_path)
+    shutil.copytree(tmp_path / "tune/runs/raft", tmp_path / "tune/runs/raft-fast")
+    # Tiny models' numbers put the guards anywhere: set the two rates' evaluations by hand.
+    for name, seed, rm, drop in (("raft", 0, 0.5, 0.0), ("raft", 1, 0.5, 0.0),
+                                 ("raft-fast", 0, 0.9, 0.0), ("raft-fast", 1, 0.9, 0.5)):
+        base = json.loads((tmp_path / f"tune/base/seed{seed}/eval.json").read_text())
+        path = tmp_path / f"tune/runs/{name}/seed{seed}/eval.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "reward_mean": rm,
+                                    "base_perplexity": base["base_perplexity"],
+                                    "distinct_2": (1 - drop) * base["distinct_2"]}))
+    cfg = yaml.safe_load((root / "compare.yaml").read_text())
+    tune = {k: v for k, v in cfg.items() if k not in ("winrate", "ablations")}
+    tune["output_dir"] = "tune"
+    tune["methods"] = {**cfg["methods"],
+                       "raft-slow": {**cfg["methods"]["raft"], "learning_rate": 0.001},
+                       "raft-fast": {**cfg["methods"]["raft"], "learning_rate": 0.5}}
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(tune, sort_keys=False))
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump({**cfg, "tuning": ["tune.yaml"]},
+                                                          sort_keys=False))
+    result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    md = (tmp_path / "out/report.md").read_text()
+    section = md.split("\n## Tuning: tune.yaml\n", 1)[1].split("\n## ", 1)[0]
+    assert "choices on the 4 queries of" in section and "(seeds 0, 1), the runs of " \
+        "tune.yaml (its report: tune/report.md)" in section
+    rows = markdown_table(section, "imdb: settings per method")
+    assert list(rows) == ["raft", "raft-fast"]
+    assert rows["raft"][1:] == ["learning_rate 0.05", "0.500", "1.00×", "+0.0 %", "2/2",
+                                "chosen"]
+    # Higher reward, but seed 1 lost half its distinct-2: not chosen.
+    assert rows["raft-fast"][2:] == ["0.900", "1.00×", rows["raft-fast"][4], "1/2", ""]
+    assert "Not finished yet, so in no table: raft-slow." in section
+    assert not (tmp_path / "tune/runs/raft-slow").exists()
 
 
 def test_a_method_at_fewer_seeds_is_trained_and_reported_at_its_own(first, tmp_path):

@@ -124,6 +124,11 @@ class CompareConfig:
         "beside ours in the results and ablation tables. Default none. Paper, Table 2 "
         "(IMDb): base -0.41, SFT -0.29, DPO 0.92, RAFT-4 1.00, PPO 1.02, PLE 1.33; "
         "Table 4: w/o L_rank 0.86, w/o L_wsft 0.95."))
+    tuning: list[str] = field(default_factory=list, metadata=_doc(
+        "Compare configs of the tuning stages (grids of settings on a validation split) "
+        "whose choices this config's runs take; the report shows each one's choice table, "
+        "of its finished runs, under Tuning. Paths from where ple compare runs. Default "
+        "none."))
     discussion: str = field(default="", metadata=_doc(
         "What the results show, in paragraphs separated by blank lines, put first in the "
         "report under Discussion. Written after reading the tables; `--report-only` "
@@ -187,8 +192,8 @@ def _value(node):
 
 
 def check_type(hint, value, key: str, where: str):
-    """`value` if it has the type `hint` (str, int, float, bool or list[int], each possibly
-    optional); ints are accepted where floats are."""
+    """`value` if it has the type `hint` (str, int, float, bool, list[int] or list[str],
+    each possibly optional); ints are accepted where floats are."""
     options = typing.get_args(hint)
     if type(None) in options:
         if value is None:
@@ -196,9 +201,10 @@ def check_type(hint, value, key: str, where: str):
         (hint,) = [h for h in options if h is not type(None)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint == list[int]:
-        ok = isinstance(value, list) and all(type(v) is int for v in value)
-        wanted = "a list of integers"
+    if hint in (list[int], list[str]):
+        (item,) = typing.get_args(hint)
+        ok = isinstance(value, list) and all(type(v) is item for v in value)
+        wanted = f"a list of {'integers' if item is int else 'strings'}"
     else:
         ok = isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))
         wanted = {str: "a string", int: "an integer", float: "a number",
@@ -312,6 +318,8 @@ def _check(cfg: CompareConfig, path: str) -> None:
              and len(set(seeds)) == len(seeds), "method_seeds",
              f"{name}: {seeds} must be distinct seeds of `seeds` ({cfg.seeds}) beginning with "
              f"the first, {cfg.seeds[0]}")
+    for stage in cfg.tuning:
+        need(Path(stage).is_file(), "tuning", f"{stage}: no such compare config")
     twice = sorted(set(cfg.methods) & set(cfg.ablations))
     need(not twice, "ablations", f"`{', '.join(twice)}` is also a method; names must differ")
     try:

@@ -28,7 +28,9 @@ from pathlib import Path
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
-from ple.compare.config import BASE, CompareConfig, RunSpec  # noqa: E402
+from ple.compare.config import (BASE, CompareConfig, RunSpec,  # noqa: E402
+                                load_compare_config, run_specs)
+from ple.compare.orchestrate import finished_part
 from ple.evaluation.metrics import ci95, paired_difference
 from ple.evaluation.winrate import SAMPLES_FILE
 
@@ -127,6 +129,11 @@ class Runs:
     def values(self, name: str, key: str) -> list:
         return [self.evals[name, seed][key] for seed in self.cfg.seeds_of(name)]
 
+    def guards(self, name: str) -> list[bool]:
+        """Per seed of run `name`, whether its guards hold against BASE's on that seed."""
+        return [guards_hold(self.evals[name, seed], self.evals[BASE, seed])
+                for seed in self.cfg.seeds_of(name)]
+
     def budget(self, name: str, key: str) -> list:
         """A run's final count of `key` (generated_responses, optimizer_steps) per seed."""
         return [self.metrics[name, seed][-1].get(key) if self.metrics[name, seed] else None
@@ -134,7 +141,7 @@ class Runs:
 
 
 RESULT_HEADER = ["method", "PPL ↓", "RM ↑", "BLEU ↑", "base-PPL", "distinct-2",
-                 "generated responses", "optimizer steps"]
+                 "guards held", "generated responses", "optimizer steps"]
 
 
 def result_header(runs: Runs) -> list[str]:
@@ -163,6 +170,7 @@ def result_row(runs: Runs, name: str, label: str) -> list[str]:
             cell(runs.values(name, "bleu"), 2),
             cell(runs.values(name, "base_perplexity"), 2),
             cell(runs.values(name, "distinct_2"), 3),
+            f"{sum(runs.guards(name))}/{len(runs.guards(name))}" if name != BASE else MISSING,
             cell(runs.budget(name, "generated_responses"), 0) if name != BASE else MISSING,
             cell(runs.budget(name, "optimizer_steps"), 0) if name != BASE else MISSING,
             *extra, *paper]
@@ -214,8 +222,10 @@ def results_section(runs: Runs) -> Section:
         f"responses. BLEU: sacrebleu corpus BLEU (0-100) against the references{cut}. Guards "
         "against reward hacking: base-PPL, the responses' perplexity under the untrained "
         "model (far above BASE's: the text drifted away from fluent language), and "
-        "distinct-2 (falling: repetition). Budget: responses sampled while training, and "
-        "optimizer steps."]
+        "distinct-2 (falling: repetition); guards held: on how many of its seeds the run's "
+        f"base-PPL is at most {MAX_BASE_PPL_RATIO:g} × BASE's and its distinct-2 at most "
+        f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's, each against the same seed's BASE. "
+        "Budget: responses sampled while training, and optimizer steps."]
     return Section("Results (Tables 1-3)", [
         *notes, Table(f"{cfg.task}: methods", result_header(runs), rows)])
 
@@ -270,18 +280,21 @@ MAX_BASE_PPL_RATIO = 1.5
 MAX_DISTINCT_2_DROP = 0.10
 
 
-def guarded_best(candidates: dict[str, tuple[float, float, float]],
-                 base: tuple[float, float]) -> str | None:
-    """Of runs `name -> (RM, base-PPL, distinct-2)`, the one with the highest RM whose
-    guards hold against the base model's `(base-PPL, distinct-2)`; None if no run's do."""
-    held = [name for name, (_, ppl, d2) in candidates.items()
-            if ppl <= MAX_BASE_PPL_RATIO * base[0] and d2 >= (1 - MAX_DISTINCT_2_DROP) * base[1]]
-    return max(held, key=lambda name: candidates[name][0], default=None)
+def guards_hold(run: dict, base: dict) -> bool:
+    """Whether a run's evaluation (eval.json) keeps both guards against BASE's evaluation
+    of the same seed: base-PPL at most MAX_BASE_PPL_RATIO × BASE's, distinct-2 at most
+    MAX_DISTINCT_2_DROP below BASE's."""
+    return run["base_perplexity"] <= MAX_BASE_PPL_RATIO * base["base_perplexity"] and \
+        run["distinct_2"] >= (1 - MAX_DISTINCT_2_DROP) * base["distinct_2"]
 
 
-def choice_section(runs: Runs) -> Section | None:
+def choice_section(runs: Runs, title: str = "Choice of settings",
+                   where: str = "this config's test queries: make them on a validation "
+                                "split and report on test") -> Section | None:
     """Where several runs share a method (a grid of its settings): each with its guards,
-    and the one a tuning stage would choose. None when every method has one run."""
+    and the one a tuning stage chooses, the highest mean RM among those whose guards hold
+    on every seed (a setting at the guards' edge falls either side by seed). None when
+    every method has one run."""
     cfg = runs.cfg
     groups: dict[tuple, list[str]] = {}
     for name in runs.names[1:]:
@@ -297,25 +310,45 @@ def choice_section(runs: Runs) -> Section | None:
         configs = {n: runs.specs[n, cfg.seeds[0]].config.to_dict() for n in names}
         varied = [k for k in configs[names[0]] if k not in ("output_dir", "seed")
                   and len({repr(c[k]) for c in configs.values()}) > 1]
-        numbers = {n: (mean(n, "reward_mean"), mean(n, "base_perplexity"),
-                       mean(n, "distinct_2")) for n in names}
-        best = guarded_best(numbers, base)
+        held = {n: runs.guards(n) for n in names}
+        best = max((n for n in names if all(held[n])), key=lambda n: mean(n, "reward_mean"),
+                   default=None)
         for n in names:
-            rm, ppl, d2 = numbers[n]
-            held = guarded_best({n: numbers[n]}, base) == n
             rows.append([n, method + (f" ({ablation})" if ablation else ""),
-                         ", ".join(f"{k} {configs[n][k]}" for k in varied), f"{rm:.3f}",
-                         f"{ppl / base[0]:.2f}×", f"{100 * (d2 / base[1] - 1):+.1f} %",
-                         "held" if held else "broken", "chosen" if n == best else ""])
-    return Section("Choice of settings", [
+                         ", ".join(f"{k} {configs[n][k]}" for k in varied),
+                         f"{mean(n, 'reward_mean'):.3f}",
+                         f"{mean(n, 'base_perplexity') / base[0]:.2f}×",
+                         f"{100 * (mean(n, 'distinct_2') / base[1] - 1):+.1f} %",
+                         f"{sum(held[n])}/{len(held[n])}", "chosen" if n == best else ""])
+    return Section(title, [
         f"Runs of one method with different settings, and the one chosen for it: the highest "
-        f"RM (mean over seeds) among those whose guards hold, i.e. base-PPL at most "
-        f"{MAX_BASE_PPL_RATIO:g} × BASE's and distinct-2 at most "
-        f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's. These are choices on this config's "
-        f"test queries: make them on a validation split and report on test.",
+        f"RM (mean over its seeds) among those whose guards hold on every seed, i.e. base-PPL "
+        f"at most {MAX_BASE_PPL_RATIO:g} × BASE's and distinct-2 at most "
+        f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's, each against the same seed's BASE "
+        f"(the ratios shown are of the means over seeds). These are choices on {where}.",
         Table(f"{cfg.task}: settings per method", ["run", "method", "settings", "RM",
                                                    "base-PPL / BASE's", "distinct-2 vs BASE",
-                                                   "guards", ""], rows)])
+                                                   "guards held (seeds)", ""], rows)])
+
+
+def tuning_sections(cfg: CompareConfig) -> list[Section]:
+    """Each tuning stage's (`tuning`) choice table, from its finished runs, so that the
+    report shows where its settings came from."""
+    sections = []
+    for path in cfg.tuning:
+        stage, missing = finished_part(load_compare_config(path))
+        runs = Runs(stage, run_specs(stage))
+        first = runs.evals[BASE, stage.seeds[0]]
+        seeds = ", ".join(map(str, stage.seeds))
+        choice = choice_section(runs, f"Tuning: {path}", f"the {first['n']} queries of "
+                                f"{first['test_data']} (seeds {seeds}), the runs of {path} "
+                                f"(its report: {stage.output_dir}/report.md)")
+        section = choice or Section(f"Tuning: {path}", [
+            f"No method of {path} has several settings among its finished runs yet."])
+        if missing:
+            section.blocks.append(f"Not finished yet, so in no table: {', '.join(missing)}.")
+        sections.append(section)
+    return sections
 
 
 def ablation_section(runs: Runs) -> Section:
@@ -494,6 +527,7 @@ def build(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[str, list[Section]]
     choice = choice_section(runs)
     if choice:
         sections.append(choice)
+    sections += tuning_sections(cfg)
     sections += [winrate_section(runs), curves_section(runs)]
     purity = purity_section(runs)
     if purity:
