@@ -332,7 +332,8 @@ GRID = {(m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft") for lr in 
     ("imdb-tune-lr", GRID, "valid", 128, [0]),
     ("imdb-tune-baselines", {x for x in GRID if x[0] != "ple"} | {("ple", 3e-4)}, "valid",
      128, [0]),
-    ("imdb-tune-kl", {("ple", 3e-4)}, "valid", 128, [0, 1, 2]),
+    ("imdb-tune-kl", {("ple", 3e-4), ("raft", 3e-4), ("raft", 1e-4)}, "valid", 128,
+     [0, 1, 2]),
     ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2])])
 def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates, split, n,
                                                                       seeds, monkeypatch):
@@ -362,9 +363,10 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
     assert cfg.eval["n"] == n and cfg.seeds == seeds
 
 
-def test_the_kl_grid_varies_only_kl_coef_from_the_test_stages_ple():
-    """imdb-tune-kl.yaml's runs are the test stage's PLE (and, at seed 0, tune-baselines'
-    PLE run, reused) with kl_coef changed, and nothing else."""
+def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_stage():
+    """imdb-tune-kl.yaml's runs are the test stage's PLE with kl_coef changed (at seed 0 and
+    kl 0, tune-baselines' PLE run, reused) and tune-baselines' guarded RAFT-4 rates (seed 0:
+    its runs, reused), and nothing else."""
     from ple.compare.config import load_compare_config, run_specs
 
     def configs(name):
@@ -374,10 +376,15 @@ def test_the_kl_grid_varies_only_kl_coef_from_the_test_stages_ple():
 
     grid, study, tuned = configs("imdb-tune-kl"), configs("imdb-study"), \
         configs("imdb-tune-baselines")
-    assert grid["ple", 0] == tuned["ple", 0]
+    for name in ("ple", "raft-3e-4", "raft-1e-4"):
+        assert grid[name, 0] == tuned[name, 0]
     for (name, seed), config in grid.items():
-        assert {**config, "kl_coef": 0.0} == study["ple", seed], name
-    assert sorted({c["kl_coef"] for c in grid.values()}) == [0.0, 1.0, 10.0]
+        if name.startswith("ple"):
+            assert {**config, "kl_coef": 0.0} == study["ple", seed], name
+        else:
+            assert {**config, "learning_rate": 3.0e-4} == study["raft", seed], name
+    assert sorted({c["kl_coef"] for c in grid.values() if c["method"] == "ple"}) == \
+        [0.0, 1.0, 10.0]
 
 
 def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2():
