@@ -366,7 +366,7 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
 def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_stage():
     """imdb-tune-kl.yaml's runs are the test stage's PLE with kl_coef changed (at seed 0 and
     kl 0, tune-baselines' PLE run, reused) and tune-baselines' guarded RAFT-4 rates (seed 0:
-    its runs, reused), and nothing else."""
+    its runs, reused), and nothing else; the test stage's ours is its kl 1."""
     from ple.compare.config import load_compare_config, run_specs
 
     def configs(name):
@@ -381,6 +381,8 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
     for (name, seed), config in grid.items():
         if name.startswith("ple"):
             assert {**config, "kl_coef": 0.0} == study["ple", seed], name
+            if name == "ple-kl1":  # the test stage's ours, as chosen here
+                assert config == study[name, seed]
         else:
             assert {**config, "learning_rate": 3.0e-4} == study["raft", seed], name
     assert sorted({c["kl_coef"] for c in grid.values() if c["method"] == "ple"}) == \
