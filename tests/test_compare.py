@@ -386,7 +386,7 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
         else:
             assert {**config, "learning_rate": 3.0e-4} == study["raft", seed], name
     assert sorted({c["kl_coef"] for c in grid.values() if c["method"] == "ple"}) == \
-        [0.0, 1.0, 10.0]
+        [0.0, 0.3, 1.0, 10.0]
 
 
 def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2():
