@@ -366,7 +366,8 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
 def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_stage():
     """imdb-tune-kl.yaml's runs are the test stage's PLE with kl_coef changed (at seed 0 and
     kl 0, tune-baselines' PLE run, reused) and tune-baselines' guarded RAFT-4 rates (seed 0:
-    its runs, reused), and nothing else; the test stage's ours is its kl 1."""
+    its runs, reused), and nothing else; the test stage takes its PLE at kl 1 and its RAFT-4
+    at 1e-4."""
     from ple.compare.config import load_compare_config, run_specs
 
     def configs(name):
@@ -385,6 +386,8 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
                 assert config == study[name, seed]
         else:
             assert {**config, "learning_rate": 3.0e-4} == study["raft", seed], name
+            if name == "raft-1e-4":  # RAFT-4 as chosen here
+                assert config == study[name, seed]
     assert sorted({c["kl_coef"] for c in grid.values() if c["method"] == "ple"}) == \
         [0.0, 0.3, 1.0, 10.0]
 
