@@ -278,7 +278,8 @@ BAD_CONFIGS = [
     ("methods:\n  ple: {}\npaper:\n  dpo: 0.92\n",
      "compare.yaml:3: `paper`: `dpo` is no run of this config"),
     ("methods:\n  ple: {}\nmethod_seeds:\n  ple: [0]\n",
-     "compare.yaml:3: `method_seeds`: `ple` is no method of this config other than `ple`"),
+     "compare.yaml:3: `method_seeds`: `ple` is no method or ablation of this config other "
+     "than `ple`"),
     ("seeds: [0, 1]\nmethods:\n  ple: {}\n  raft: {method: raft}\nmethod_seeds:\n  raft: [1]\n",
      "compare.yaml:5: `method_seeds`: raft: [1] must be distinct seeds of `seeds` ([0, 1]) "
      "beginning with the first, 0"),
@@ -552,9 +553,10 @@ def test_the_report_shows_the_choice_tables_of_its_tuning_stages(first, tmp_path
 
 
 def test_a_method_at_fewer_seeds_is_trained_and_reported_at_its_own(first, tmp_path):
-    """method_seeds: raft at seed 0 only, as a study runs its cheaper baselines. Its seed 1
-    is never trained; its row and ours minus it are seed 0's, with the interval over the
-    test responses (1.96 SE), and the report says so; ours keeps both seeds."""
+    """method_seeds: raft and the no_wsft ablation at seed 0 only, as a study runs its
+    cheaper baselines. Their seed 1 is never trained; their rows and ours minus them are seed
+    0's, with the interval over the test responses (1.96 SE), and the report says so; ours
+    keeps both seeds."""
     from ple.compare.config import load_compare_config, run_specs
     from ple.evaluation.metrics import paired_difference
 
@@ -562,22 +564,26 @@ def test_a_method_at_fewer_seeds_is_trained_and_reported_at_its_own(first, tmp_p
     shutil.copytree(root / "out", tmp_path / "out")
     shutil.copy(root / "length_score.py", tmp_path)
     shutil.rmtree(tmp_path / "out/runs/raft/seed1")
+    shutil.rmtree(tmp_path / "out/runs/no_wsft/seed1")
     cfg = yaml.safe_load((root / "compare.yaml").read_text())
-    cfg["method_seeds"] = {"raft": [0]}
+    cfg["method_seeds"] = {"raft": [0], "no_wsft": [0]}
     (tmp_path / "compare.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     specs = run_specs(load_compare_config(str(tmp_path / "compare.yaml")))
     assert sorted((s.name, s.seed) for s in specs) == [
-        ("no_wsft", 0), ("no_wsft", 1), ("ple", 0), ("ple", 1), ("raft", 0)]
+        ("no_wsft", 0), ("ple", 0), ("ple", 1), ("raft", 0)]
     result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "out"
-    assert not (out / "runs/raft/seed1").exists()
+    assert not (out / "runs/raft/seed1").exists() and not (out / "runs/no_wsft/seed1").exists()
     md = (out / "report.md").read_text()
-    assert "raft: seed 0 only, so that seed's numbers" in md
-    raft = json.loads((out / "runs/raft/seed0/eval.json").read_text())
-    mean, half = raft["reward_mean"], 1.96 * raft["reward_se"]
+    assert "raft, no_wsft: seed 0 only, so that seed's numbers" in md
+    for table, name, label in (("imdb: methods", "raft", "raft"),
+                               ("imdb: ablations", "no_wsft", "no_wsft: w/o L_weighted-sft")):
+        run = json.loads((out / f"runs/{name}/seed0/eval.json").read_text())
+        mean, half = run["reward_mean"], 1.96 * run["reward_se"]
+        assert markdown_table(md, table)[label][1] == \
+            f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
     main = markdown_table(md, "imdb: methods")
-    assert main["raft"][1] == f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
     assert main["ple"][1] == interval(
         [json.loads((out / f"runs/ple/seed{s}/eval.json").read_text()) for s in SEEDS],
         lambda e: {"mean": e["reward_mean"]})

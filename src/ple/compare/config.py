@@ -92,11 +92,11 @@ class CompareConfig:
         "Every run is trained and evaluated once per seed; with several, tables give the "
         "mean over seeds with its 95 % interval. Default [0]. The paper reports one run."))
     method_seeds: dict[str, list[int]] = field(default_factory=dict, metadata=_doc(
-        "Method name -> its seeds, for a method run at fewer seeds than `seeds` (a subset "
-        "holding the first seed; not `ours`, whose ablations share its seeds). Its rows are "
-        "over its own seeds, and ours minus it over the seeds both have. Default: every "
-        "method at every seed. The issue-14 study runs the baselines other than RAFT-4 at "
-        "one seed."))
+        "Run name (a method other than `ours`, or an ablation) -> its seeds, for a run at "
+        "fewer seeds than `seeds` (a subset holding the first seed). Its rows are over its "
+        "own seeds, and ours minus it over the seeds both have. Default: every run at every "
+        "seed. The issue-14 study runs the baselines other than RAFT-4 at one seed, and "
+        "keeps runs of an earlier choice at the seeds they had when ours gets more."))
     output_dir: str = field(default="runs/compare", metadata=_doc(
         "Where runs, evaluations, win rates, report.md and report.html go. Finished runs "
         "found there with the same config are reused. Default runs/compare."))
@@ -311,9 +311,9 @@ def _check(cfg: CompareConfig, path: str) -> None:
     need(not unknown, "paper", f"`{', '.join(unknown)}` is no run of this config (the "
          f"methods, the ablations and `{BASE}`)")
     for name, seeds in cfg.method_seeds.items():
-        need(name in cfg.methods and name != cfg.ours, "method_seeds",
-             f"`{name}` is no method of this config other than `{cfg.ours}` (ours, whose "
-             f"seeds are `seeds`)")
+        need((name in cfg.methods or name in cfg.ablations) and name != cfg.ours,
+             "method_seeds", f"`{name}` is no method or ablation of this config other than "
+             f"`{cfg.ours}` (ours, whose seeds are `seeds`)")
         need(seeds[:1] == cfg.seeds[:1] and set(seeds) <= set(cfg.seeds)
              and len(set(seeds)) == len(seeds), "method_seeds",
              f"{name}: {seeds} must be distinct seeds of `seeds` ({cfg.seeds}) beginning with "

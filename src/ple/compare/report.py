@@ -190,9 +190,9 @@ def _spread_words(cfg: CompareConfig) -> str:
 
 
 def _fewer_seeds(cfg: CompareConfig) -> str:
-    """The methods run at fewer seeds (method_seeds), as a clause; empty when none is."""
+    """The runs at fewer seeds (method_seeds), as a clause; empty when none is."""
     groups: dict[tuple, list[str]] = {}
-    for name in cfg.methods:
+    for name in (*cfg.methods, *cfg.ablations):
         if cfg.seeds_of(name) != cfg.seeds:
             groups.setdefault(tuple(cfg.seeds_of(name)), []).append(name)
     return "".join(
