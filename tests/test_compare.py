@@ -335,7 +335,7 @@ GRID = {(m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft") for lr in 
      128, [0]),
     ("imdb-tune-kl", {("ple", 3e-4), ("raft", 3e-4), ("raft", 1e-4)}, "valid", 128,
      [0, 1, 2]),
-    ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2])])
+    ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2, 3, 4])])
 def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates, split, n,
                                                                       seeds, monkeypatch):
     """The IMDb study's configs (issue 14): >= 1,000 generated responses per run (SFT and
