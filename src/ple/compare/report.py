@@ -157,6 +157,11 @@ def interval(estimates: list[tuple[float, float | None]]) -> str:
     return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
 
 
+def _held(per_seed: list[bool]) -> str:
+    """On how many seeds a run's guards held, as "k/n"."""
+    return f"{sum(per_seed)}/{len(per_seed)}"
+
+
 def result_row(runs: Runs, name: str, label: str) -> list[str]:
     """One row of a results table: RM and every extra scorer with their 95 % intervals, the
     rest as cell() shows them; then the paper's RM where the config gives it."""
@@ -170,7 +175,7 @@ def result_row(runs: Runs, name: str, label: str) -> list[str]:
             cell(runs.values(name, "bleu"), 2),
             cell(runs.values(name, "base_perplexity"), 2),
             cell(runs.values(name, "distinct_2"), 3),
-            f"{sum(runs.guards(name))}/{len(runs.guards(name))}" if name != BASE else MISSING,
+            _held(runs.guards(name)) if name != BASE else MISSING,
             cell(runs.budget(name, "generated_responses"), 0) if name != BASE else MISSING,
             cell(runs.budget(name, "optimizer_steps"), 0) if name != BASE else MISSING,
             *extra, *paper]
@@ -319,7 +324,7 @@ def choice_section(runs: Runs, title: str = "Choice of settings",
                          f"{mean(n, 'reward_mean'):.3f}",
                          f"{mean(n, 'base_perplexity') / base[0]:.2f}×",
                          f"{100 * (mean(n, 'distinct_2') / base[1] - 1):+.1f} %",
-                         f"{sum(held[n])}/{len(held[n])}", "chosen" if n == best else ""])
+                         _held(held[n]), "chosen" if n == best else ""])
     return Section(title, [
         f"Runs of one method with different settings, and the one chosen for it: the highest "
         f"RM (mean over its seeds) among those whose guards hold on every seed, i.e. base-PPL "
