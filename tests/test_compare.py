@@ -368,7 +368,7 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
     """imdb-tune-kl.yaml's runs are the test stage's PLE with kl_coef changed (at seed 0 and
     kl 0, tune-baselines' PLE run, reused) and tune-baselines' guarded RAFT-4 rates (seed 0:
     its runs, reused), and nothing else; the test stage takes its PLE at kl 1 and its RAFT-4
-    at 1e-4."""
+    at 1e-4, and ablates its PLE at kl 1 and at kl 0."""
     from ple.compare.config import load_compare_config, run_specs
 
     def configs(name):
@@ -391,6 +391,9 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
                 assert config == study[name, seed]
     assert sorted({c["kl_coef"] for c in grid.values() if c["method"] == "ple"}) == \
         [0.0, 0.3, 1.0, 10.0]
+    for ablation in ("no_rank", "no_wsft"):  # Table 4: ours's ablations, and ple's (kl 0)
+        assert {**study[f"{ablation}-kl1", 0], "ablation": None} == study["ple-kl1", 0]
+        assert {**study[ablation, 0], "ablation": None} == study["ple", 0]
 
 
 def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2():
@@ -404,6 +407,17 @@ def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2(
     assert guards_hold(run(30.0, 0.80), base)        # 1.5x: at the edge
     assert not guards_hold(run(31.0, 0.80), base)    # 1.55x
     assert not guards_hold(run(22.0, 0.71), base)    # distinct-2 -11 %
+
+
+def test_an_ablation_row_names_what_it_drops_and_every_other_field_it_changes():
+    """The issue-14 study keeps ablations of ple at kl 0 beside those of ours (kl 1): their
+    rows must say they differ from ours in more than the loss they drop."""
+    from ple.compare.report import ablation_label
+
+    assert ablation_label("no_rank", {"ablation": "no_rank"}) == "no_rank: w/o L_rank"
+    assert ablation_label("no_wsft-kl0", {"ablation": "no_wsft", "kl_coef": 0.0}) == \
+        "no_wsft-kl0: w/o L_weighted-sft, kl_coef 0.0"
+    assert ablation_label("tau-half", {"tau0": 0.5}) == "tau-half: tau0 0.5"
 
 
 def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():

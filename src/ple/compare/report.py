@@ -356,13 +356,19 @@ def tuning_sections(cfg: CompareConfig) -> list[Section]:
     return sections
 
 
+def ablation_label(name: str, fields: dict) -> str:
+    """An ablation's row label: its name, what it drops, and any other field it changes
+    from ours's config, since a reader compares the row with ours's."""
+    changes = [ABLATION_LABELS[fields["ablation"]]] if fields.get("ablation") else []
+    changes += [f"{key} {value}" for key, value in fields.items() if key != "ablation"]
+    return f"{name}: {', '.join(changes)}" if changes else name
+
+
 def ablation_section(runs: Runs) -> Section:
     cfg = runs.cfg
     rows = [result_row(runs, cfg.ours, f"{cfg.ours} (ours)")]
-    for name in cfg.ablations:
-        ablation = runs.specs[name, cfg.seeds[0]].config.ablation
-        label = f"{name}: {ABLATION_LABELS[ablation]}" if ablation else name
-        rows.append(result_row(runs, name, label))
+    for name, fields in cfg.ablations.items():
+        rows.append(result_row(runs, name, ablation_label(name, fields)))
     return Section("Ablations (Tables 4-5)", [
         f"Each ablation is {cfg.ours}'s config with its own changes, at the same budget "
         f"unless it changes that. w/o L_rank also drops the principle prompt: its pair is "
