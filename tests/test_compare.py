@@ -367,8 +367,8 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
 def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_stage():
     """imdb-tune-kl.yaml's runs are the test stage's PLE with kl_coef changed (at seed 0 and
     kl 0, tune-baselines' PLE run, reused) and tune-baselines' guarded RAFT-4 rates (seed 0:
-    its runs, reused), and nothing else; the test stage takes its PLE at kl 1 and its RAFT-4
-    at 1e-4, and ablates its PLE at kl 1 and at kl 0."""
+    its runs, reused), and nothing else; the test stage takes its PLE at kl 0.3 and its RAFT-4
+    at 1e-4, and ablates its PLE at kl 0.3 and at kl 0."""
     from ple.compare.config import load_compare_config, run_specs
 
     def configs(name):
@@ -383,7 +383,7 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
     for (name, seed), config in grid.items():
         if name.startswith("ple"):
             assert {**config, "kl_coef": 0.0} == study["ple", seed], name
-            if name == "ple-kl1":  # the test stage's ours, as chosen here
+            if name == "ple-kl0.3":  # the test stage's ours, as chosen here
                 assert config == study[name, seed]
         else:
             assert {**config, "learning_rate": 3.0e-4} == study["raft", seed], name
@@ -392,7 +392,7 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
     assert sorted({c["kl_coef"] for c in grid.values() if c["method"] == "ple"}) == \
         [0.0, 0.3, 1.0, 10.0]
     for ablation in ("no_rank", "no_wsft"):  # Table 4: ours's ablations, and ple's (kl 0)
-        assert {**study[f"{ablation}-kl1", 0], "ablation": None} == study["ple-kl1", 0]
+        assert {**study[f"{ablation}-kl0.3", 0], "ablation": None} == study["ple-kl0.3", 0]
         assert {**study[ablation, 0], "ablation": None} == study["ple", 0]
 
 
@@ -410,7 +410,7 @@ def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2(
 
 
 def test_an_ablation_row_names_what_it_drops_and_every_other_field_it_changes():
-    """The issue-14 study keeps ablations of ple at kl 0 beside those of ours (kl 1): their
+    """The issue-14 study keeps ablations of ple at kl 0 beside those of ours (kl 0.3): their
     rows must say they differ from ours in more than the loss they drop."""
     from ple.compare.report import ablation_label
 
