@@ -527,7 +527,8 @@ def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_pat
 
 def test_the_report_shows_the_choice_tables_of_its_tuning_stages(first, tmp_path):
     """`tuning`: the test stage's report shows the grid each setting was chosen from, with
-    its guards per seed, from the tuning config's finished runs."""
+    its guards per seed, from the tuning config's finished runs, and no choice of its own
+    among its two RAFT-4 runs (that would be a choice on test)."""
     root, _ = first
     shutil.copytree(root / "out", tmp_path / "out")
     shutil.copytree(root / "out", tmp_path / "tune")
@@ -548,11 +549,15 @@ def test_the_report_shows_the_choice_tables_of_its_tuning_stages(first, tmp_path
                        "raft-slow": {**cfg["methods"]["raft"], "learning_rate": 0.001},
                        "raft-fast": {**cfg["methods"]["raft"], "learning_rate": 0.5}}
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump(tune, sort_keys=False))
-    (tmp_path / "compare.yaml").write_text(yaml.safe_dump({**cfg, "tuning": ["tune.yaml"]},
-                                                          sort_keys=False))
+    shutil.copytree(tmp_path / "tune/runs/raft-fast", tmp_path / "out/runs/raft-fast")
+    test_stage = {**cfg, "tuning": ["tune.yaml"],
+                  "methods": {**cfg["methods"], "raft-fast": tune["methods"]["raft-fast"]}}
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(test_stage, sort_keys=False))
     result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     md = (tmp_path / "out/report.md").read_text()
+    assert "raft-fast" in markdown_table(md, "imdb: methods")
+    assert "## Choice of settings" not in md
     section = md.split("\n## Tuning: tune.yaml\n", 1)[1].split("\n## ", 1)[0]
     assert "choices on the 4 queries of" in section and "(seeds 0, 1), the runs of " \
         "tune.yaml (its report: tune/report.md)" in section

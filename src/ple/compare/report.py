@@ -535,7 +535,9 @@ def build(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[str, list[Section]]
     sections = [results_section(runs), paired_section(runs)]
     if cfg.ablations:
         sections.append(ablation_section(runs))
-    choice = choice_section(runs)
+    # A config that names its tuning stages is a test stage: a "chosen" mark on its test
+    # queries would invite the choice on test that the tuning stages exist to avoid.
+    choice = None if cfg.tuning else choice_section(runs)
     if choice:
         sections.append(choice)
     sections += tuning_sections(cfg)
