@@ -160,17 +160,22 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
 
     for label, run in (("ple − BASE", "base/seed{}"), ("ple − raft", "runs/raft/seed{}")):
         for column in (0, 1):
-            means = []
+            means, by_seed = [], []
             for seed in SEEDS:
                 ours = {r["query"]: score(r, column) for r in map(json.loads, open(
                     out / f"runs/ple/seed{seed}/eval_samples.jsonl"))}
                 theirs = {r["query"]: score(r, column) for r in map(json.loads, open(
                     out / run.format(seed) / "eval_samples.jsonl"))}
-                means.append(statistics.mean(ours[q] - theirs[q] for q in ours))
+                diffs = [ours[q] - theirs[q] for q in ours]
+                means.append(statistics.mean(diffs))
+                se = statistics.stdev(diffs) / len(diffs) ** 0.5
+                by_seed.append(f"{seed}: {means[-1]:+.3f} ± {se:.3f}")
             mean = statistics.mean(means)
             half = 12.706 * statistics.stdev(means) / len(means) ** 0.5
             assert paired[label][column] == \
                 f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
+            # Each seed's own paired difference, after the scorers' columns.
+            assert paired[label][2 + column] == ", ".join(by_seed)
 
     wins = markdown_table(md, "win / tie / lose (%) of ours")
     assert list(wins) == ["ple vs raft", "ple vs base"]

@@ -253,9 +253,12 @@ def paired_section(runs: Runs) -> Section:
     cfg = runs.cfg
     names = scorers(runs)
     others = [n for n in runs.names if n != cfg.ours]
+    # With several seeds, each seed's own difference too: a mean over seeds can hide one
+    # seed going the other way.
+    by_seed = len(cfg.seeds) > 1
     rows, per_seed_n = [], set()
     for other in others:
-        row = [f"{cfg.ours} − {'BASE' if other == BASE else other}"]
+        row, seed_cells = [f"{cfg.ours} − {'BASE' if other == BASE else other}"], []
         for index, scorer in enumerate(names):
             estimates = []
             for seed in cfg.seeds_of(other):
@@ -263,9 +266,11 @@ def paired_section(runs: Runs) -> Section:
                                                 _scores(runs, other, seed, scorer, index))
                 estimates.append((mean, se))
                 per_seed_n.add(n)
+            seed_cells.append(", ".join(f"{seed}: {mean:+.3f} ± {se:.3f}" for seed, (mean, se)
+                                        in zip(cfg.seeds_of(other), estimates)))
             mean, half = ci95(estimates)
             row.append(f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]")
-        rows.append(row)
+        rows.append(row + seed_cells if by_seed else row)
     spread = ("one seed: ± 1.96 standard errors of the paired difference over the test "
               "queries" if len(cfg.seeds) == 1 else
               f"{len(cfg.seeds)} seeds: Student's t over the seeds' paired means (each "
@@ -275,8 +280,10 @@ def paired_section(runs: Runs) -> Section:
         f"Ours ({cfg.ours}) minus each run, over the test queries both answered ("
         f"{', '.join(map(str, sorted(per_seed_n)))} per seed), for the training reward and "
         f"every other scorer of the same responses; mean and 95 % interval ({spread}). An "
-        f"interval that excludes 0 is a difference beyond noise.",
-        Table(f"{cfg.task}: ours minus each run", ["pair", *[f"Δ {n}" for n in names]], rows)])
+        f"interval that excludes 0 is a difference beyond noise."
+        + (" By seed: each seed's paired mean ± its standard error." if by_seed else ""),
+        Table(f"{cfg.task}: ours minus each run", ["pair", *[f"Δ {n}" for n in names]] + (
+            [f"Δ {n} by seed" for n in names] if by_seed else []), rows)])
 
 
 # A run's guards hold when its responses stay fluent and varied against the base model's:
