@@ -258,3 +258,21 @@ def test_diagnostics_probe_leaves_training_as_it_was(tmp_path, monkeypatch):
         shares = [row[f"share_{k}"] for k in ("rank", "wsft_positive", "wsft_negative",
                                               "anchor")]
         assert sum(shares) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_response_forms_by_hand(tmp_path):
+    from response_forms import forms
+
+    responses = ["As the night falls, the film ends.", "As the sun rises, she smiles.",
+                 "The next scene is short.", "I'm so glad to assist you today!",
+                 "A wonderful cast and a moving plot."]
+    assert forms(responses) == {"top-3 openers": 4 / 5,  # "As the" twice, two others once
+                                "assistant-speak": 1 / 5, "mentions the film": 3 / 5}
+    run = tmp_path / "runs/ple/seed0"
+    run.mkdir(parents=True)
+    (run / "eval_samples.jsonl").write_text(
+        "".join(json.dumps({"query": str(i), "response": r}) + "\n"
+                for i, r in enumerate(responses)))
+    result = run_script("response_forms.py", tmp_path, "ple:0")
+    assert result.returncode == 0, result.stderr
+    assert "| ple | 0 | 5 | 80.0 % | 20.0 % | 60.0 % | 'As the' 2," in result.stdout

@@ -1,0 +1,64 @@
+"""What form a study's responses take, beside their reward: how many open with the run's
+three most common first two words (a collapse of form that lowers distinct-2 and that a
+reward may pay for), how many speak as an assistant rather than continue the review, and
+how many mention the film at all. Reads each run's eval_samples.jsonl under a `ple compare`
+output_dir; prints one Markdown row per run and seed.
+
+    python benchmarks/response_forms.py docs/results/imdb/test base:0 ple-kl0.3:0 ple:0
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+from pathlib import Path
+
+# Phrases of the assistant register the IMDb study's drifted runs fell into ("I'm thrilled to
+# be your friendly AI companion", "I'm so glad I could contribute ...").
+ASSISTANT = re.compile(r"\b(I'm|I am) (so |truly |really )?(glad|thrilled|delighted|happy|"
+                       r"pleased|excited|proud)\b|\bassist|\byour (feedback|question|review)\b"
+                       r"|\bAI\b", re.IGNORECASE)
+FILM = re.compile(r"\b(film|movie|actor|actress|director|cast|scene|performance|plot|script|"
+                  r"story)s?\b", re.IGNORECASE)
+
+
+def opener_share(responses: list[str], top: int = 3, words: int = 2) -> float:
+    """Share of responses whose first `words` words are one of the `top` most common."""
+    openers = collections.Counter(" ".join(r.split()[:words]) for r in responses)
+    return sum(n for _, n in openers.most_common(top)) / len(responses)
+
+
+def share_matching(responses: list[str], pattern: re.Pattern) -> float:
+    return sum(bool(pattern.search(r)) for r in responses) / len(responses)
+
+
+def forms(responses: list[str]) -> dict[str, float]:
+    return {"top-3 openers": opener_share(responses),
+            "assistant-speak": share_matching(responses, ASSISTANT),
+            "mentions the film": share_matching(responses, FILM)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", type=Path, help="a `ple compare` output_dir")
+    parser.add_argument("runs", nargs="+", help="NAME:SEED, `base` for the untrained model")
+    args = parser.parse_args()
+    print("| run | seed | n | top-3 openers | assistant-speak | mentions the film | "
+          "most common openers |")
+    print("|---|---|---|---|---|---|---|")
+    for spec in args.runs:
+        name, seed = spec.rsplit(":", 1)
+        folder = args.study / ("base" if name == "base" else f"runs/{name}") / f"seed{seed}"
+        with open(folder / "eval_samples.jsonl", encoding="utf-8") as f:
+            responses = [json.loads(line)["response"] for line in f]
+        shares = forms(responses)
+        common = collections.Counter(" ".join(r.split()[:2]) for r in responses).most_common(3)
+        print(f"| {name} | {seed} | {len(responses)} | "
+              + " | ".join(f"{100 * v:.1f} %" for v in shares.values())
+              + " | " + ", ".join(f"{o!r} {n}" for o, n in common) + " |")
+
+
+if __name__ == "__main__":
+    main()
