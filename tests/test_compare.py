@@ -339,7 +339,7 @@ GRID = {(m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft") for lr in 
     ("imdb-tune-baselines", {x for x in GRID if x[0] != "ple"} | {("ple", 3e-4)}, "valid",
      128, [0]),
     ("imdb-tune-kl", {("ple", 3e-4), ("raft", 3e-4), ("raft", 1e-4)}, "valid", 128,
-     [0, 1, 2]),
+     [0, 1, 2, 3, 4]),
     ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2, 3, 4])])
 def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates, split, n,
                                                                       seeds, monkeypatch):
@@ -387,7 +387,7 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
         assert grid[name, 0] == tuned[name, 0]
     for (name, seed), config in grid.items():
         if name.startswith("ple"):
-            assert {**config, "kl_coef": 0.0} == study["ple", seed], name
+            assert {**config, "kl_coef": 0.3} == study["ple-kl0.3", seed], name
             if name == "ple-kl0.3":  # the test stage's ours, as chosen here
                 assert config == study[name, seed]
         else:
