@@ -458,17 +458,22 @@ def test_choice_section_takes_the_best_reward_whose_guards_hold_on_every_seed():
 
     from ple.compare.config import BASE, CompareConfig
     from ple.compare.report import Runs, choice_section
-    from ple.config import PLEConfig, RAFTConfig
+    from ple.config import PLEConfig, RAFTConfig, TrainConfig
 
     configs = {"ple-1": PLEConfig(learning_rate=1e-4), "ple-2": PLEConfig(),
-               "ple-3": PLEConfig(tau0=1.0), "raft": RAFTConfig()}
+               "ple-3": PLEConfig(tau0=1.0), "raft": RAFTConfig(),
+               "sft-1": TrainConfig(method="sft"),
+               "sft-2": TrainConfig(method="sft", learning_rate=1e-3)}
     # (RM, base-PPL, distinct-2) per seed; BASE's differ by seed.
     numbers = {BASE: [(0.0, 20.0, 0.8), (0.1, 30.0, 0.9)],
                "ple-1": [(0.3, 21.0, 0.8), (0.3, 31.0, 0.9)],   # held on both
                "ple-2": [(0.6, 35.0, 0.8), (0.6, 50.0, 0.9)],   # 1.75x, 1.67x BASE's
                # Its means would pass (distinct-2 0.79 against 0.85), but seed 1 drops 17 %.
                "ple-3": [(0.9, 20.0, 0.83), (0.9, 30.0, 0.75)],
-               "raft": [(0.4, 20.0, 0.8), (0.4, 30.0, 0.9)]}
+               "raft": [(0.4, 20.0, 0.8), (0.4, 30.0, 0.9)],
+               # Neither setting holds (base-PPL 3.5x): no choice, and said so.
+               "sft-1": [(0.2, 70.0, 0.8), (0.2, 105.0, 0.9)],
+               "sft-2": [(0.1, 70.0, 0.8), (0.1, 105.0, 0.9)]}
     runs = object.__new__(Runs)
     runs.cfg = CompareConfig(methods={n: {} for n in configs}, seeds=[0, 1], task="imdb")
     runs.names = [BASE, *configs]
@@ -476,11 +481,13 @@ def test_choice_section_takes_the_best_reward_whose_guards_hold_on_every_seed():
     runs.evals = {(n, s): dict(zip(("reward_mean", "base_perplexity", "distinct_2"), v))
                   for n, values in numbers.items() for s, v in enumerate(values)}
     rows = {r[0]: r for r in choice_section(runs).blocks[1].rows}
-    assert set(rows) == {"ple-1", "ple-2", "ple-3"}  # raft has one run: nothing to choose
+    # raft has one run: nothing to choose
+    assert set(rows) == {"ple-1", "ple-2", "ple-3", "sft-1", "sft-2"}
     assert rows["ple-1"][1:] == ["ple", "learning_rate 0.0001, tau0 0.2", "0.300", "1.04×",
                                  "+0.0 %", "2/2", "chosen"]
     assert rows["ple-2"][2] == "learning_rate 0.0003, tau0 0.2"
     assert rows["ple-2"][6:] == ["0/2", ""] and rows["ple-3"][6:] == ["1/2", ""]
+    assert rows["sft-1"][6:] == rows["sft-2"][6:] == ["0/2", "none held: no choice"]
 
 
 def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_path):

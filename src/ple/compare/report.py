@@ -305,8 +305,8 @@ def choice_section(runs: Runs, title: str = "Choice of settings",
                                 "split and report on test") -> Section | None:
     """Where several runs share a method (a grid of its settings): each with its guards,
     and the one a tuning stage chooses, the highest mean RM among those whose guards hold
-    on every seed (a setting at the guards' edge falls either side by seed). None when
-    every method has one run."""
+    on every seed (a setting at the guards' edge falls either side by seed), or no choice
+    where none holds. None when every method has one run."""
     cfg = runs.cfg
     groups: dict[tuple, list[str]] = {}
     for name in runs.names[1:]:
@@ -331,13 +331,16 @@ def choice_section(runs: Runs, title: str = "Choice of settings",
                          f"{mean(n, 'reward_mean'):.3f}",
                          f"{mean(n, 'base_perplexity') / base[0]:.2f}×",
                          f"{100 * (mean(n, 'distinct_2') / base[1] - 1):+.1f} %",
-                         _held(held[n]), "chosen" if n == best else ""])
+                         _held(held[n]),
+                         "chosen" if n == best else "" if best else "none held: no choice"])
     return Section(title, [
         f"Runs of one method with different settings, and the one chosen for it: the highest "
         f"RM (mean over its seeds) among those whose guards hold on every seed, i.e. base-PPL "
         f"at most {MAX_BASE_PPL_RATIO:g} × BASE's and distinct-2 at most "
         f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's, each against the same seed's BASE "
-        f"(the ratios shown are of the means over seeds). These are choices on {where}.",
+        f"(the ratios shown are of the means over seeds). These are choices on {where}. "
+        f"Where no setting of a method holds, there is no choice: the config that takes "
+        f"one says what it took instead.",
         Table(f"{cfg.task}: settings per method", ["run", "method", "settings", "RM",
                                                    "base-PPL / BASE's", "distinct-2 vs BASE",
                                                    "guards held (seeds)", ""], rows)])
