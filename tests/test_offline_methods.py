@@ -81,8 +81,26 @@ def test_dpo_on_imdb_makes_pairs_from_ranked_samples(tmp_path):
     rows = check_contract(out, 2)
     samples = [json.loads(line) for line in open(out / "samples.jsonl")]
     assert samples and all(s["reward_chosen"] > s["reward_rejected"] for s in samples)
-    # Two samples per built-in query.
-    assert rows[-1]["generated_responses"] == 2 * len(builtin_queries("imdb", "train"))
+    # Two samples for each query the 2 steps x 2 queries train on, not for all 282 built-in.
+    assert len(builtin_queries("imdb", "train")) > 4
+    assert rows[-1]["generated_responses"] == 2 * 2 * 2 and len(samples) <= 4
+
+
+def test_dpo_pairs_only_the_queries_its_steps_train_on():
+    """max_steps x batch_size x gradient_accumulation_steps queries, a draw by the seed; all
+    of them, in order, when there are no more."""
+    from types import SimpleNamespace
+
+    from ple.baselines.dpo import queries_to_pair
+
+    queries = [f"query {i}" for i in range(50)]
+    args = lambda seed, steps: SimpleNamespace(max_steps=steps, batch_size=4,  # noqa: E731
+                                               gradient_accumulation_steps=2, seed=seed)
+    drawn = queries_to_pair(args(0, 3), queries)
+    assert len(drawn) == len(set(drawn)) == 24 and set(drawn) <= set(queries)
+    assert queries_to_pair(args(0, 3), queries) == drawn
+    assert queries_to_pair(args(1, 3), queries) != drawn
+    assert queries_to_pair(args(0, 7), queries) == queries
 
 
 def test_dpo_samples_its_pairs_a_batch_of_queries_at_a_time(monkeypatch):

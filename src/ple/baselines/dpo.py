@@ -6,12 +6,15 @@ they are made as in the paper's online baselines: for each query, the initial po
 two plain responses (one generate call per `batch_size` queries, as the online methods
 sample a step), the reward
 model scores them against the plain query, the higher-scored one is `chosen`; pairs with
-equal scores carry no preference and are dropped, and counted.
+equal scores carry no preference and are dropped, and counted. Only the queries that
+`max_steps` will train on get pairs (a seeded draw of them), so the generation budget is
+2 x max_steps x batch_size x gradient_accumulation_steps, like RLOO's with two generations.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
@@ -22,6 +25,19 @@ from ple.rewards import checked_scores
 from ple.rollout import decode, sample
 
 log = logging.getLogger(__name__)
+
+
+def queries_to_pair(args, queries: list[str]) -> list[str]:
+    """The queries DPO's optimizer steps will consume, one pair each: max_steps x batch_size
+    x gradient_accumulation_steps of them, drawn with the run's seed (all, in order, when
+    there are no more). Pairs beyond them would be sampled and scored and never trained on."""
+    n = args.max_steps * args.batch_size * args.gradient_accumulation_steps
+    if n >= len(queries):
+        return queries
+    log.info("dpo: sampling pairs for %d of the %d queries, the ones max_steps %d x batch_size "
+             "%d x gradient_accumulation_steps %d train on", n, len(queries), args.max_steps,
+             args.batch_size, args.gradient_accumulation_steps)
+    return random.Random(args.seed).sample(queries, n)
 
 
 def generated_pairs(run: TRLRun, queries: list[str]) -> tuple[list, list[dict]]:
@@ -56,6 +72,7 @@ def train_dpo(run: TRLRun, pairs: list[tuple[str, str, str]] | None = None,
     """DPO on human `pairs`, or on pairs generated for `queries` (IMDb)."""
     rows: list[dict] = []
     if pairs is None:
+        queries = queries_to_pair(run.args, queries)
         pairs, rows = generated_pairs(run, queries)
         dropped = len(queries) - len(pairs)
         if dropped:
