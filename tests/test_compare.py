@@ -401,6 +401,24 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
         assert {**study[ablation, 0], "ablation": None} == study["ple", 0]
 
 
+def test_the_test_stages_baselines_are_the_runs_their_tuning_chose():
+    """Each other baseline of imdb-study.yaml is, field for field, the imdb-tune-baselines.yaml
+    run at the rate chosen there (docs/results/imdb/README.md item 7), so that a baseline
+    cannot reach the test stage at settings no validation run measured."""
+    from ple.compare.config import load_compare_config, run_specs
+
+    def configs(name):
+        cfg = load_compare_config(str(REPO / "configs" / "compare" / f"{name}.yaml"))
+        return {s.name: {k: v for k, v in s.config.to_dict().items() if k != "output_dir"}
+                for s in run_specs(cfg) if s.seed == 0}
+
+    study, tuned = configs("imdb-study"), configs("imdb-tune-baselines")
+    chosen = {"sft": "sft-1e-3", "dpo": "dpo-1e-3", "rloo": "rloo-1e-4"}
+    for name, run in chosen.items():
+        assert study[name] == tuned[run], name
+    assert {study[n]["method"] for n in study} - {"ple", "raft"} == set(chosen)
+
+
 def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2():
     from ple.compare.report import guards_hold
 
