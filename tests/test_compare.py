@@ -336,8 +336,9 @@ GRID = {(m, lr) for m in ("ple", "raft", "rloo", "ppo", "dpo", "sft") for lr in 
 
 @pytest.mark.parametrize("name,rates,split,n,seeds", [
     ("imdb-tune-lr", GRID, "valid", 128, [0]),
-    ("imdb-tune-baselines", {x for x in GRID if x[0] != "ple"} | {("ple", 3e-4)}, "valid",
-     128, [0]),
+    ("imdb-tune-baselines",
+     {x for x in GRID if x[0] != "ple"} | {("ple", 3e-4), ("ppo", 3e-5), ("ppo", 1e-5)},
+     "valid", 128, [0]),
     ("imdb-tune-kl", {("ple", 3e-4), ("raft", 3e-4), ("raft", 1e-4)}, "valid", 128,
      [0, 1, 2, 3, 4]),
     ("imdb-study", None, "shared/data/imdb/test.jsonl", 256, [0, 1, 2, 3, 4])])
@@ -345,8 +346,8 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
                                                                       seeds, monkeypatch):
     """The IMDb study's configs (issue 14): >= 1,000 generated responses per run (SFT and
     DPO: PLE's optimizer steps), the paper's reward with VADER beside it; the tuning grids
-    every method at three learning rates on validation, the test stage 256 test openings
-    over three seeds."""
+    every method at three learning rates on validation (PPO at five: its first three all
+    hacked the reward), the test stage 256 test openings over five seeds."""
     from ple.compare.config import load_compare_config, run_specs
 
     monkeypatch.chdir(REPO)  # the test stage names its tuning configs from the repository
