@@ -373,8 +373,9 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
 def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_stage():
     """imdb-tune-kl.yaml's runs are the test stage's PLE with kl_coef changed (at seed 0 and
     kl 0, tune-baselines' PLE run, reused) and tune-baselines' guarded RAFT-4 rates (seed 0:
-    its runs, reused), and nothing else; the test stage takes its PLE at kl 0.3 and its RAFT-4
-    at 1e-4, and ablates its PLE at kl 0.3 and at kl 0."""
+    its runs, reused), and nothing else; the test stage takes its PLE at kl 1 (ours: the choice
+    on five seeds) and at kl 0.3 (on three), its RAFT-4 at 1e-4, and ablates its PLE at kl 1,
+    kl 0.3 and kl 0."""
     from ple.compare.config import load_compare_config, run_specs
 
     def configs(name):
@@ -389,7 +390,7 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
     for (name, seed), config in grid.items():
         if name.startswith("ple"):
             assert {**config, "kl_coef": 0.3} == study["ple-kl0.3", seed], name
-            if name == "ple-kl0.3":  # the test stage's ours, as chosen here
+            if name in ("ple-kl1", "ple-kl0.3"):  # as chosen here on five and three seeds
                 assert config == study[name, seed]
         else:
             assert {**config, "learning_rate": 3.0e-4} == study["raft", seed], name
@@ -397,8 +398,9 @@ def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_st
                 assert config == study[name, seed]
     assert sorted({c["kl_coef"] for c in grid.values() if c["method"] == "ple"}) == \
         [0.0, 0.3, 1.0, 10.0]
-    for ablation in ("no_rank", "no_wsft"):  # Table 4: ours's ablations, and ple's (kl 0)
-        assert {**study[f"{ablation}-kl0.3", 0], "ablation": None} == study["ple-kl0.3", 0]
+    for ablation in ("no_rank", "no_wsft"):  # Table 4: ours's ablations, kl 0.3's and kl 0's
+        for ple in ("ple-kl1", "ple-kl0.3"):
+            assert {**study[f"{ablation}-{ple[4:]}", 0], "ablation": None} == study[ple, 0]
         assert {**study[ablation, 0], "ablation": None} == study["ple", 0]
 
 
