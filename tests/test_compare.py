@@ -370,21 +370,23 @@ def test_the_study_configs_spend_at_least_1000_responses_per_method(name, rates,
     assert cfg.eval["n"] == n and cfg.seeds == seeds
 
 
+def study_runs(name: str) -> dict[tuple[str, int], dict]:
+    """(run name, seed) -> its training config, output_dir aside, of configs/compare/NAME.yaml."""
+    from ple.compare.config import load_compare_config, run_specs
+
+    cfg = load_compare_config(str(REPO / "configs" / "compare" / f"{name}.yaml"))
+    return {(s.name, s.seed): {k: v for k, v in s.config.to_dict().items()
+                               if k != "output_dir"} for s in run_specs(cfg)}
+
+
 def test_the_three_seed_grid_varies_only_kl_coef_and_raft_rates_from_the_test_stage():
     """imdb-tune-kl.yaml's runs are the test stage's PLE with kl_coef changed (at seed 0 and
     kl 0, tune-baselines' PLE run, reused) and tune-baselines' guarded RAFT-4 rates (seed 0:
     its runs, reused), and nothing else; the test stage takes its PLE at kl 1 (ours: the choice
     on five seeds) and at kl 0.3 (on three), its RAFT-4 at 1e-4, and ablates its PLE at kl 1,
     kl 0.3 and kl 0."""
-    from ple.compare.config import load_compare_config, run_specs
-
-    def configs(name):
-        cfg = load_compare_config(str(REPO / "configs" / "compare" / f"{name}.yaml"))
-        return {(s.name, s.seed): {k: v for k, v in s.config.to_dict().items()
-                                   if k != "output_dir"} for s in run_specs(cfg)}
-
-    grid, study, tuned = configs("imdb-tune-kl"), configs("imdb-study"), \
-        configs("imdb-tune-baselines")
+    grid, study, tuned = study_runs("imdb-tune-kl"), study_runs("imdb-study"), \
+        study_runs("imdb-tune-baselines")
     for name in ("ple", "raft-3e-4", "raft-1e-4"):
         assert grid[name, 0] == tuned[name, 0]
     for (name, seed), config in grid.items():
@@ -408,18 +410,11 @@ def test_the_test_stages_baselines_are_the_runs_their_tuning_chose():
     """Each other baseline of imdb-study.yaml is, field for field, the imdb-tune-baselines.yaml
     run at the rate chosen there (docs/results/imdb/README.md item 7), so that a baseline
     cannot reach the test stage at settings no validation run measured."""
-    from ple.compare.config import load_compare_config, run_specs
-
-    def configs(name):
-        cfg = load_compare_config(str(REPO / "configs" / "compare" / f"{name}.yaml"))
-        return {s.name: {k: v for k, v in s.config.to_dict().items() if k != "output_dir"}
-                for s in run_specs(cfg) if s.seed == 0}
-
-    study, tuned = configs("imdb-study"), configs("imdb-tune-baselines")
+    study, tuned = study_runs("imdb-study"), study_runs("imdb-tune-baselines")
     chosen = {"sft": "sft-1e-3", "dpo": "dpo-1e-3", "rloo": "rloo-1e-4"}
     for name, run in chosen.items():
-        assert study[name] == tuned[run], name
-    assert {study[n]["method"] for n in study} - {"ple", "raft"} == set(chosen)
+        assert study[name, 0] == tuned[run, 0], name
+    assert {c["method"] for c in study.values()} - {"ple", "raft"} == set(chosen)
 
 
 def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2():
