@@ -268,11 +268,21 @@ def test_response_forms_by_hand(tmp_path):
                  "A wonderful cast and a moving plot."]
     assert forms(responses) == {"top-3 openers": 4 / 5,  # "As the" twice, two others once
                                 "assistant-speak": 1 / 5, "mentions the film": 3 / 5}
-    run = tmp_path / "runs/ple/seed0"
-    run.mkdir(parents=True)
-    (run / "eval_samples.jsonl").write_text(
-        "".join(json.dumps({"query": str(i), "response": r}) + "\n"
-                for i, r in enumerate(responses)))
+    def write(folder, texts, rewards):
+        folder.mkdir(parents=True)
+        (folder / "eval_samples.jsonl").write_text("".join(
+            json.dumps({"query": str(i), "response": t, "reward": r}) + "\n"
+            for i, (t, r) in enumerate(zip(texts, rewards))))
+
+    write(tmp_path / "runs/ple/seed0", responses, [1.0, 2.0, 0.0, 3.0, 1.0])
     result = run_script("response_forms.py", tmp_path, "ple:0")
     assert result.returncode == 0, result.stderr
     assert "| ple | 0 | 5 | 80.0 % | 20.0 % | 60.0 % | 'As the' 2," in result.stdout
+    assert result.stdout.rstrip().endswith("| – | – |")  # no BASE to pair with
+
+    # Against BASE: run − BASE is +1, +1, -1, +3, +1 (mean 1, SE sqrt(2/5)); without the
+    # assistant-speak response (the fourth) +1, +1, -1, +1 (mean 0.5, SE 1/2).
+    write(tmp_path / "base/seed0", ["x"] * 5, [0.0, 1.0, 1.0, 0.0, 0.0])
+    result = run_script("response_forms.py", tmp_path, "ple:0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("| +1.000 ± 0.632 | +0.500 ± 0.500 (4) |")

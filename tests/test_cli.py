@@ -101,7 +101,8 @@ def test_bad_flags_exit_2_with_one_line_and_write_nothing(case, tmp_path):
 def test_bad_data_files_name_file_and_line(tmp_path):
     out = tmp_path / "out"
     cases = [
-        (write(tmp_path / "a.jsonl", '{"prompt": "fine"}\n{"prompt": \n'), "a.jsonl:2: malformed JSON"),
+        (write(tmp_path / "a.jsonl", '{"prompt": "fine"}\n{"prompt": \n'),
+         "a.jsonl:2: malformed JSON"),
         (write(tmp_path / "b.jsonl", '{"prompt": "fine"}\n{"title": "x"}\n'),
          "b.jsonl:2: record has no `prompt` or `text` field, which task imdb needs"),
         (write(tmp_path / "c.jsonl", '{"prompt": 3}\n'), "c.jsonl:1: field `prompt` must be a "

@@ -69,8 +69,9 @@ def test_the_key_reaches_trl(tmp_path, monkeypatch):
     monkeypatch.setattr(transformers.PreTrainedModel, "activation_checkpointing_enable",
                         recording)
     data = tmp_path / "imdb.jsonl"
-    data.write_text("".join(json.dumps({"text": f"Review {i}: a warm, funny and moving film that I loved",
-                                        "label": 1}) + "\n" for i in range(4)))
+    review = "a warm, funny and moving film that I loved"
+    data.write_text("".join(json.dumps({"text": f"Review {i}: {review}", "label": 1}) + "\n"
+                            for i in range(4)))
     flags = ["--method", "sft", "--model", "tiny", "--data", data, "--max-steps", "1",
              "--batch-size", "2"]
     result = run_ple("train", *flags, "--output-dir", tmp_path / "off")

@@ -143,7 +143,8 @@ class CompareConfig:
         return Path(self.output_dir) / "runs" / name / f"seed{seed}"
 
     def winrate_file(self, opponent: str, seed: int) -> Path:
-        return Path(self.output_dir) / "winrates" / f"seed{seed}" / f"{self.ours}-vs-{opponent}.json"
+        name = f"{self.ours}-vs-{opponent}.json"
+        return Path(self.output_dir) / "winrates" / f"seed{seed}" / name
 
     def seeds_of(self, name: str) -> list[int]:
         """The seeds run `name` (a method, an ablation or BASE) is trained and evaluated with."""

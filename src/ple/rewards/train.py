@@ -15,9 +15,10 @@ All data is checked before any model loads and before anything is written. The n
 first starts as a linear probe (L2 logistic regression on the frozen base's features of up to
 `probe_examples` training examples), then everything trainable is fine-tuned (LP-FT): on 2
 CPU cores that is what makes a 135M-parameter model a usable classifier within minutes (see
-docs/reward-models.md). At the end a held-out part is scored (accuracy, or pairwise accuracy) and the model is saved — the LoRA
-adapter merged into the weights — as a directory that `AutoModelForSequenceClassification`
-and `AutoTokenizer` load, and that every method takes as `--reward`.
+docs/reward-models.md). At the end a held-out part is scored (accuracy, or pairwise
+accuracy) and the model is saved — the LoRA adapter merged into the weights — as a directory
+that `AutoModelForSequenceClassification` and `AutoTokenizer` load, and that every method
+takes as `--reward`.
 
 What the model reads for (x, y) is `ple.rewards.texts.reward_texts` in the run's text
 format (`plain` = x + y by default, or `chat`), recorded in `ple_reward.json` so that serving
