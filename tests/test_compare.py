@@ -469,6 +469,15 @@ def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
     assert series["rloo"] == {"training": [(8, pytest.approx(0.0))], "held-out": []}
 
 
+def test_reward_figure_draws_no_two_runs_of_a_large_grid_alike():
+    from ple.compare.report import run_style
+
+    # The IMDb test stage has 13 trained runs; ten colours alone drew rloo and no_rank alike.
+    styles = [tuple(sorted(run_style(i).items())) for i in range(30)]
+    assert len(set(styles)) == 30
+    assert all(style["linestyle"] != ":" for style in map(run_style, range(30)))  # y' dots
+
+
 def test_choice_section_takes_the_best_reward_whose_guards_hold_on_every_seed():
     from types import SimpleNamespace
 

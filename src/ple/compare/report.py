@@ -456,6 +456,12 @@ def reward_series(names: list[str], seeds: list[int], metrics: dict, ours: str) 
     return series
 
 
+def run_style(i: int) -> dict:
+    """The i-th run's line colour and dash: matplotlib's ten colours, then the same ten
+    dashed, then dash-dotted, so that a grid of more than ten runs draws no two alike."""
+    return {"color": f"C{i % 10}", "linestyle": ("-", "--", "-.")[i // 10 % 3]}
+
+
 def curves_section(runs: Runs) -> Section:
     cfg = runs.cfg
     trained = runs.names[1:]
@@ -468,13 +474,13 @@ def curves_section(runs: Runs) -> Section:
     for i, name in enumerate(trained):
         if name not in series:
             continue
-        color, run = f"C{i % 10}", series[name]
+        style, run = run_style(i), series[name]
         if run["held-out"]:
-            held.plot(*zip(*run["held-out"]), color=color, marker="o", label=name)
-        batch.plot(*zip(*run["training"]), color=color, linewidth=1, label=name)
+            held.plot(*zip(*run["held-out"]), marker="o", label=name, **style)
+        batch.plot(*zip(*run["training"]), linewidth=1, label=name, **style)
         if run.get("principle"):
-            batch.plot(*zip(*run["principle"]), color=color, linestyle=":", linewidth=1,
-                       label=f"{name}, y' (principle prompt)")
+            batch.plot(*zip(*run["principle"]), color=style["color"], linestyle=":",
+                       linewidth=1, label=f"{name}, y' (principle prompt)")
     for ax, title in ((held, "held-out reward (eval_steps)"),
                       (batch, "reward of each training batch")):
         ax.set_title(title)
