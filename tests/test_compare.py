@@ -411,7 +411,8 @@ def test_the_test_stages_baselines_are_the_runs_their_tuning_chose():
     run at the rate chosen there (docs/results/imdb/README.md item 7), so that a baseline
     cannot reach the test stage at settings no validation run measured."""
     study, tuned = study_runs("imdb-study"), study_runs("imdb-tune-baselines")
-    chosen = {"sft": "sft-1e-3", "dpo": "dpo-1e-3", "rloo": "rloo-1e-4"}
+    chosen = {"sft": "sft-1e-3", "dpo": "dpo-1e-3", "ppo": "ppo-3e-5",
+              "rloo": "rloo-1e-4"}
     for name, run in chosen.items():
         assert study[name, 0] == tuned[run, 0], name
     assert {c["method"] for c in study.values()} - {"ple", "raft"} == set(chosen)
