@@ -17,8 +17,9 @@ import argparse
 import collections
 import json
 import re
-import statistics
 from pathlib import Path
+
+from ple.evaluation.metrics import paired_difference
 
 # Phrases of the assistant register the IMDb study's drifted runs fell into ("I'm thrilled to
 # be your friendly AI companion", "I'm so glad I could contribute ...").
@@ -48,10 +49,8 @@ def forms(responses: list[str]) -> dict[str, float]:
 def paired_rise(run: list[dict], base: list[dict], keep=lambda response: True) -> tuple:
     """Mean and standard error of run's reward minus BASE's, paired by opening, over the
     openings whose run response `keep` accepts; and how many those are."""
-    if [r["query"] for r in run] != [r["query"] for r in base]:
-        raise SystemExit("response_forms: the run and BASE answered different openings")
-    diffs = [r["reward"] - b["reward"] for r, b in zip(run, base) if keep(r["response"])]
-    return statistics.mean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5, len(diffs)
+    kept = {r["query"]: r["reward"] for r in run if keep(r["response"])}
+    return paired_difference(kept, {b["query"]: b["reward"] for b in base})
 
 
 def read_samples(folder: Path) -> list[dict]:
