@@ -19,13 +19,10 @@ import json
 import re
 from pathlib import Path
 
-from ple.evaluation.metrics import paired_difference
+# The assistant register is the library's (every evaluation reports its share, and
+# `ple compare`'s guards hold it against BASE's): one pattern, not two.
+from ple.evaluation.metrics import ASSISTANT_SPEAK, is_assistant_speak, paired_difference
 
-# Phrases of the assistant register the IMDb study's drifted runs fell into ("I'm thrilled to
-# be your friendly AI companion", "I'm so glad I could contribute ...").
-ASSISTANT = re.compile(r"\b(I'm|I am) (so |truly |really )?(glad|thrilled|delighted|happy|"
-                       r"pleased|excited|proud)\b|\bassist|\byour (feedback|question|review)\b"
-                       r"|\bAI\b", re.IGNORECASE)
 FILM = re.compile(r"\b(film|movie|actor|actress|director|cast|scene|performance|plot|script|"
                   r"story)s?\b", re.IGNORECASE)
 
@@ -42,7 +39,7 @@ def share_matching(responses: list[str], pattern: re.Pattern) -> float:
 
 def forms(responses: list[str]) -> dict[str, float]:
     return {"top-3 openers": opener_share(responses),
-            "assistant-speak": share_matching(responses, ASSISTANT),
+            "assistant-speak": share_matching(responses, ASSISTANT_SPEAK),
             "mentions the film": share_matching(responses, FILM)}
 
 
@@ -79,7 +76,7 @@ def main() -> None:
             base = read_samples(base_folder)
             mean, se, _ = paired_rise(samples, base)
             kept_mean, kept_se, kept = paired_rise(
-                samples, base, lambda response: not ASSISTANT.search(response))
+                samples, base, lambda response: not is_assistant_speak(response))
             rises = [f"{mean:+.3f} ± {se:.3f}", f"{kept_mean:+.3f} ± {kept_se:.3f} ({kept})"]
         print(f"| {name} | {seed} | {len(responses)} | "
               + " | ".join(f"{100 * v:.1f} %" for v in shares.values())

@@ -129,7 +129,7 @@ def test_reference_perplexity_is_exp_mean_nll(adapter_run, imdb_test, tmp_path, 
 def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_path,
                                                    monkeypatch):
     from ple.evaluation import heldout
-    from ple.evaluation.metrics import distinct_n
+    from ple.evaluation.metrics import assistant_speak_share, distinct_n
 
     generated = []
 
@@ -151,6 +151,110 @@ def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_p
     texts = [row["response"] for row in rows]
     assert result["distinct_1"] == distinct_n(texts, 1)
     assert result["distinct_2"] == distinct_n(texts, 2)
+    assert result["assistant_speak"] == assistant_speak_share(texts)
+
+
+def response_logprobs(model, prompt: list[int], response: list[int]) -> list[float]:
+    """log p(y_t | x, y_<t) of each response token: one unpadded forward pass, log_softmax."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + response])).logits[0]
+    logps = F.log_softmax(logits[len(prompt) - 1:-1].double(), dim=-1)
+    return logps[torch.arange(len(response)), torch.tensor(response)].tolist()
+
+
+@pytest.mark.slow
+def test_kl_from_the_base_by_hand(adapter_run, imdb_test, tmp_path, monkeypatch):
+    """`ple eval --adapter`: each response's KL is the sum over its tokens of log pi - log
+    pi_base, each log-prob from its own unpadded forward pass (adapter on, then off), and
+    eval.json holds their mean and standard error. Batches of 4 mix prompt lengths, so left
+    padding and position ids are exercised."""
+    from ple.evaluation import heldout
+
+    generated = []
+
+    def recording_sample(*args, **kwargs):
+        generated.extend(responses := real_sample(*args, **kwargs))
+        return responses
+
+    real_sample = heldout.sample
+    monkeypatch.setattr(heldout, "sample", recording_sample)
+    printed = []
+    result, rows = run_eval(tmp_path / "e", "--adapter", adapter_run / "adapter",
+                            "--test-data", imdb_test, "--batch-size", "4", printed=printed)
+    model, tokenizer = tiny_policy(adapter_run / "adapter")
+    p = prompter(tokenizer)
+    by_length = sorted(rows, key=lambda row: len(p.ids(row["query"])))
+    assert len(by_length) == len(generated) == 6
+    assert len({len(p.ids(row["query"])) for row in rows}) > 1  # left padding in a batch
+    for row, ids in zip(by_length, generated):
+        prompt = p.ids(row["query"])
+        policy = response_logprobs(model, prompt, ids)
+        with model.disable_adapter():
+            base = response_logprobs(model, prompt, ids)
+        by_hand = sum(a - b for a, b in zip(policy, base))
+        assert row["kl"] == pytest.approx(by_hand, abs=1e-4)
+    kls = [row["kl"] for row in rows]
+    mean = sum(kls) / 6
+    se = math.sqrt(sum((k - mean) ** 2 for k in kls) / 5 / 6)
+    assert (result["kl_mean"], result["kl_se"]) == (pytest.approx(mean), pytest.approx(se))
+    assert all(abs(k) > 1e-3 for k in kls)  # the adapter's random weights moved it
+    assert f"KL from the base model {result['kl_mean']:.3f} ± {se:.3f}" in printed[0]
+
+
+@pytest.mark.slow
+def test_a_policy_equal_to_its_base_has_kl_exactly_0(imdb_test, tmp_path):
+    """A fresh LoRA adapter (B = 0), measured against the same model with the adapter
+    disabled (`ple eval --adapter`, and the held-out evaluation of a LoRA run before its
+    first step); a full fine-tuning policy against its frozen copy before any update; an
+    untrained model as its own base. Then a change of the weights shows."""
+    import copy
+
+    from peft import get_peft_model
+
+    from ple.evaluation.heldout import evaluate_plain
+    from ple.evaluation.evaluate import EvalConfig
+    from ple.models import load_policy, paper_lora
+    from ple.rewards.vader import VaderReward
+
+    fresh = get_peft_model(load_policy("tiny", seed=0)[0], paper_lora())
+    fresh.save_pretrained(tmp_path / "fresh", safe_serialization=True)
+    result, rows = run_eval(tmp_path / "e", "--adapter", tmp_path / "fresh", "--test-data",
+                            imdb_test, "--batch-size", "4")
+    assert [row["kl"] for row in rows] == [0.0] * 6
+    assert (result["kl_mean"], result["kl_se"]) == (0.0, 0.0)
+
+    model, tokenizer = load_policy("tiny", seed=0)
+    args = EvalConfig(max_new_tokens=6)
+    queries = [" ".join(t.split()[:8]) for t in POSITIVE]
+    def kls(policy, frozen_base):
+        plain = evaluate_plain(policy, tokenizer, prompter(tokenizer), VaderReward(), queries,
+                               args, frozen_base, batch_size=4)
+        return [s["kl"] for s in plain["samples"]], plain["kl_mean"]
+
+    fresh.eval()
+    assert kls(fresh, None) == ([0.0] * 6, 0.0)
+    frozen = copy.deepcopy(model).eval()
+    assert kls(model, frozen) == ([0.0] * 6, 0.0)
+    assert kls(model, model) == ([0.0] * 6, 0.0)
+    with torch.no_grad():
+        model.lm_head.weight.add_(0.05 * torch.randn_like(model.lm_head.weight))
+    moved, mean = kls(model, frozen)
+    assert all(k != 0.0 for k in moved) and mean != 0.0
+
+
+def test_assistant_speak_by_hand():
+    from ple.evaluation.metrics import assistant_speak_share, is_assistant_speak
+
+    speaks = ["I'm so glad you enjoyed the film!", "I am thrilled to share this.",
+              "Thanks for your feedback.", "Let me assist you with that.",
+              "As an AI, I loved it."]
+    reviews = ["The film is a delight from start to end.", "I'm sure the cast had fun.",
+               "Glad I saw it; I am not happy with the ending.", "A fair movie, said Al.",
+               "The paint job was hideous."]  # "paint" holds "ai", but not the word AI
+    assert all(map(is_assistant_speak, speaks))
+    assert not any(map(is_assistant_speak, reviews))
+    assert assistant_speak_share(speaks + reviews) == 0.5
+    assert assistant_speak_share([]) == 0.0
 
 
 @pytest.mark.slow
@@ -215,7 +319,8 @@ def test_samples_rows_complete_and_counts(imdb_test, tmp_path):
             result["queries_dropped_too_long"]) == (6, 3, 0)
     queries = {" ".join(t.split()[:8]): " " + " ".join(t.split()[8:]) for t in POSITIVE}
     for row in rows:
-        assert set(row) == {"query", "response", "reference", "reward"}
+        assert set(row) == {"query", "response", "reference", "reward", "kl"}
+        assert row["kl"] == 0.0  # no adapter: the model is its own base
         assert row["reference"] == queries[row["query"]]
         assert row["reward"] == VaderReward().score([row["query"]], [row["response"]])[0]
     rewards = [row["reward"] for row in rows]
@@ -224,6 +329,7 @@ def test_samples_rows_complete_and_counts(imdb_test, tmp_path):
     assert (result["reward_mean"], result["reward_se"]) == (pytest.approx(mean),
                                                             pytest.approx(se))
     assert result["reward"] == "vader"
+    assert (result["kl_mean"], result["kl_se"]) == (0.0, 0.0)
 
 
 @pytest.mark.slow

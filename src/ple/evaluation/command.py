@@ -21,8 +21,10 @@ class EvalCommand:
 DESCRIPTION = (
     "Evaluate a base model, or a trained adapter on it, on N test examples: perplexity of the "
     "reference responses, sacrebleu BLEU of the generated responses against them, mean reward "
-    "with its standard error, and the responses' perplexity under the frozen base model and "
-    "distinct-1/2. Writes eval.json and eval_samples.jsonl to --output-dir.")
+    "with its standard error, the KL of the adapter's policy from the base model on its "
+    "responses, and the responses' perplexity under the frozen base model, distinct-1/2 and "
+    "share in the assistant register. Writes eval.json and eval_samples.jsonl to "
+    "--output-dir.")
 
 
 def add_arguments(sub) -> None:
@@ -73,9 +75,14 @@ def describe(result: dict) -> str:
         lines.append(f"  reward {value['mean']:+.3f}" + (f" ± {value['se']:.3f}"
                                                           if value["se"] is not None else "")
                      + f" ({spec}, not trained on)")
+    kl_se = result["kl_se"]
+    lines.append(f"  KL from the base model {result['kl_mean']:.3f}"
+                 + (f" ± {kl_se:.3f}" if kl_se is not None else "")
+                 + " nats per response (sum over its tokens of log pi - log pi_base)")
     lines.append(f"  guards: base-model perplexity of the responses "
                  f"{result['base_perplexity']:.2f}, distinct-1 {result['distinct_1']:.3f}, "
-                 f"distinct-2 {result['distinct_2']:.3f}")
+                 f"distinct-2 {result['distinct_2']:.3f}, assistant-speak "
+                 f"{100 * result['assistant_speak']:.1f} %")
     lines.append(f"Wrote {cfg['output_dir']}/eval.json and eval_samples.jsonl")
     return "\n".join(lines)
 

@@ -6,8 +6,13 @@ All numbers come from the same N test examples, drawn with the seed:
 - BLEU of the generated responses against those references (sacrebleu, see metrics; an
   IMDb reference cut to its response's length first);
 - mean reward of the generated responses, with its standard error;
-- two guards against reward hacking on the same responses (see evaluate_plain): their
-  perplexity under the frozen base model, and distinct-1/2.
+- the KL of the evaluated model (adapter on) from the frozen base (`--model`, adapter off)
+  on the same responses: per response the sum over its tokens of log pi - log pi_base, mean
+  and standard error over responses (see metrics.response_kl); 0 without --adapter, where
+  the model is its own base;
+- guards against reward hacking on the same responses (see evaluate_plain): their
+  perplexity under the frozen base model, distinct-1/2, and the share in the assistant
+  register (metrics.ASSISTANT_SPEAK).
 
 Heavy modules (torch, transformers) are imported inside the functions, so that building the
 `ple` parser stays fast.
@@ -334,7 +339,9 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
                   reward_mean=plain["reward_mean"],
                   reward_se=_se_or_none(se),
                   base_perplexity=plain["base_perplexity"], distinct_1=plain["distinct_1"],
-                  distinct_2=plain["distinct_2"], adapter_tokenizer=tokenizer_check)
+                  distinct_2=plain["distinct_2"], adapter_tokenizer=tokenizer_check,
+                  kl_mean=plain["kl_mean"], kl_se=_se_or_none(plain["kl_se"]),
+                  assistant_speak=plain["assistant_speak"])
     extra_scores = {spec: checked_scores(r, queries, responses) for spec, r in extra.items()}
     result["extra_rewards"] = {}
     for spec, values in extra_scores.items():

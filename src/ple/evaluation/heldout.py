@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ple.evaluation.metrics import distinct_n, mean_and_se, perplexity
+from ple.evaluation.metrics import (assistant_speak_share, distinct_n, mean_and_se, perplexity,
+                                    response_kl)
 from ple.rewards import RewardModel, checked_scores
 from ple.rollout import Prompter, decode, sample
 from ple.sequences import pack, response_token_logprobs
@@ -17,8 +18,11 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
                    batch_size: int | None = None, progress: bool = False) -> dict:
     """Plain responses (no principle) to `queries`: mean reward (n, standard error), their
     perplexity under the base model (the adapter disabled, or `frozen_base` after full
-    fine-tuning), and distinct-1/2. The sampling seed is fixed and the caller's RNG is left
-    untouched, so evaluating does not change training.
+    fine-tuning), distinct-1/2, the share in the assistant register (assistant_speak), and
+    the KL of the policy from that base on them (kl_mean, kl_se: mean and standard error
+    over responses of response_kl; each sample's own as `kl`). `frozen_base` may be `model`
+    itself (an untrained model is its own base): KL 0. The sampling seed is fixed and the
+    caller's RNG is left untouched, so evaluating does not change training.
 
     `args` (a PLEConfig or an EvalConfig) gives seed, max_new_tokens, temperature, top_p and
     top_k. Queries are generated and scored `batch_size` at a time (default: all at once),
@@ -31,7 +35,7 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
         if batch_size < len(prompts) else list(range(len(prompts)))
     prompts = [prompts[i] for i in order]
     chunks = [slice(i, i + batch_size) for i in range(0, len(prompts), batch_size)]
-    # One unit per generated batch, one for scoring, one per batch scored by the base model.
+    # One unit per generated batch, one for scoring, one per batch scored by policy and base.
     bar = tqdm(total=2 * len(chunks) + 1, desc="held-out evaluation", unit="part",
                leave=False, disable=not progress)
     with torch.random.fork_rng():
@@ -45,21 +49,34 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
     texts = decode(tokenizer, [responses[i] for i in unsort])
     scores = checked_scores(reward, queries, texts)
     bar.update()
-    logp_sum, n_tokens = 0.0, 0
+    logp_sum, n_tokens, kl = 0.0, 0, []
+    # The log-probs of the policy that generated, dropout off (as `sample` generates), in
+    # the same batches as the base's, so the two differ by the weights alone.
+    was_training = model.training
+    model.eval()
     for c in chunks:
         batch = pack(prompts[c], responses[c], tokenizer.pad_token_id)
-        if frozen_base is None:
+        policy_logps = response_token_logprobs(model, batch)
+        if frozen_base is model:
+            token_logps = policy_logps
+        elif frozen_base is None:
             with model.disable_adapter():
                 token_logps = response_token_logprobs(model, batch)
         else:
             token_logps = response_token_logprobs(frozen_base, batch)
+        kl += response_kl(policy_logps, token_logps)
         logp_sum += float(token_logps.sum())
         n_tokens += int(batch["response_mask"].sum())
         bar.update()
+    model.train(was_training)
     bar.close()
+    kl = [kl[i] for i in unsort]
     mean, se = mean_and_se(scores)
+    kl_mean, kl_se = mean_and_se(kl)
     return {"n": len(scores), "reward_mean": mean, "reward_se": se,
             "base_perplexity": perplexity(logp_sum, n_tokens),
             "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-            "samples": [{"query": q, "response": t, "reward": s}
-                        for q, t, s in zip(queries, texts, scores)]}
+            "assistant_speak": assistant_speak_share(texts),
+            "kl_mean": kl_mean, "kl_se": kl_se,
+            "samples": [{"query": q, "response": t, "reward": s, "kl": k}
+                        for q, t, s, k in zip(queries, texts, scores, kl)]}

@@ -1,8 +1,11 @@
-"""Plain statistics of a set of responses: mean with standard error, distinct-n, perplexity."""
+"""Plain statistics of a set of responses: mean with standard error, distinct-n, perplexity,
+the KL of a policy from its base on its own responses, and the share in the assistant
+register."""
 
 from __future__ import annotations
 
 import math
+import re
 
 
 def mean_and_se(values: list[float]) -> tuple[float, float]:
@@ -27,6 +30,43 @@ def distinct_n(texts: list[str], n: int) -> float:
 def perplexity(token_logps_sum: float, n_tokens: int) -> float:
     """exp(mean negative log-likelihood per token)."""
     return math.exp(-token_logps_sum / n_tokens)
+
+
+def response_kl(policy_token_logps, base_token_logps) -> list[float]:
+    """Per response, sum over its tokens of log pi(y_t | x, y_<t) - log pi_base(y_t | x, y_<t):
+    rows of two [N, R] tensors of response-token log-probs, 0 at padding (as
+    `ple.sequences.response_token_logprobs` gives them), one row per response.
+
+    On responses sampled from pi itself (temperature 1, no top-p/top-k) its mean over
+    responses is an unbiased estimate of the sequence-level KL(pi || pi_base), the x-axis
+    of a reward-KL frontier (the DPO paper's Figure 2); under other decoding it is still
+    the log-ratio on the responses evaluated. Differences are taken per token before
+    summing, in float64, so a policy that equals its base gives exactly 0."""
+    difference = policy_token_logps.double() - base_token_logps.double()
+    return difference.sum(-1).tolist()
+
+
+# The assistant register: a continuation of a film review that speaks as a chat assistant
+# ("I'm thrilled to be your friendly AI companion", "I'm so glad I could contribute ...").
+# The IMDb study's runs drifted into it (DPO: 45 % of its test responses, BASE 5 %) while
+# base-perplexity and distinct-2 stayed inside their guards: the register is fluent and
+# varied, and the sentiment reward pays for its enthusiasm. A phrase list, not a model, so
+# that every evaluation can afford it and anyone can read what it counts; it also matches a
+# few genuine reviews (an "AI" film, an assistant director), which is why a guard compares
+# a run's share with BASE's on the same openings rather than with 0.
+ASSISTANT_SPEAK = re.compile(r"\b(I'm|I am) (so |truly |really )?(glad|thrilled|delighted|"
+                             r"happy|pleased|excited|proud)\b|\bassist|\byour (feedback|"
+                             r"question|review)\b|\bAI\b", re.IGNORECASE)
+
+
+def is_assistant_speak(text: str) -> bool:
+    """Whether a response holds a phrase of the assistant register (ASSISTANT_SPEAK)."""
+    return ASSISTANT_SPEAK.search(text) is not None
+
+
+def assistant_speak_share(texts: list[str]) -> float:
+    """Share of responses in the assistant register (is_assistant_speak); 0 for none."""
+    return sum(map(is_assistant_speak, texts)) / len(texts) if texts else 0.0
 
 
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
