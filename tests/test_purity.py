@@ -122,7 +122,8 @@ def test_purity_in_metrics_matches_the_samples(runs):
 def test_eval_every_k_steps_logs_the_held_out_numbers(runs):
     out = runs[0]
     keys = {"eval_n", "eval_reward_mean", "eval_reward_se", "eval_base_perplexity",
-            "eval_distinct_1", "eval_distinct_2"}
+            "eval_distinct_1", "eval_distinct_2", "eval_assistant_speak", "eval_kl_mean",
+            "eval_kl_se"}
     rows = rows_of(out)
     assert [r["step"] for r in rows if keys <= r.keys()] == [2, 4]
     assert not any(k.startswith("eval_") for r in rows if r["step"] in (1, 3) for k in r)
@@ -131,6 +132,10 @@ def test_eval_every_k_steps_logs_the_held_out_numbers(runs):
     assert rows[-1]["eval_n"] == 3
     assert rows[-1]["eval_reward_mean"] == after["reward_mean"]
     assert rows[-1]["eval_base_perplexity"] == after["base_perplexity"]
+    # KL from the base: the fresh adapter (B = 0) is the base exactly; 4 steps moved it.
+    before = json.loads((out / "summary.json").read_text())["eval_before"]
+    assert (before["kl_mean"], before["kl_se"]) == (0.0, 0.0)
+    assert rows[-1]["eval_kl_mean"] == after["kl_mean"] != 0.0
     assert not any(k.startswith("eval_") for r in rows_of(runs[1]) for k in r)
 
 
