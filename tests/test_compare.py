@@ -129,27 +129,38 @@ def test_tables_hold_the_numbers_of_each_runs_eval_json(first):
         evals = [json.loads((out / run.format(s) / "eval.json").read_text()) for s in SEEDS]
         assert all(e["n"] == 4 and e["bleu"] is not None and e["bleu_references_cut"]
                    for e in evals)
-        assert table[label][:5] == [
+        assert table[label][:7] == [
             expected([e["reference_perplexity"] for e in evals], 2),
             interval(evals, lambda e: {"mean": e["reward_mean"]}),
+            "0.000" if label == "BASE" else interval(evals, lambda e: {"mean": e["kl_mean"]}),
             expected([e["bleu"] for e in evals], 2),
             expected([e["base_perplexity"] for e in evals], 2),
-            expected([e["distinct_2"] for e in evals], 3)]
-        # Guards per seed, each against that seed's BASE (1.5x its base-PPL, -10 % distinct-2).
+            expected([e["distinct_2"] for e in evals], 3),
+            expected([100 * e["assistant_speak"] for e in evals], 1)]
+        # Guards per seed, each against that seed's BASE: base-PPL within [1/1.5, 1.5]x its
+        # own, distinct-2 at most 10 % lower, assistant-speak at most 10 points higher.
         bases = [json.loads((out / f"base/seed{s}/eval.json").read_text()) for s in SEEDS]
-        held = sum(e["base_perplexity"] <= 1.5 * b["base_perplexity"]
-                   and e["distinct_2"] >= 0.9 * b["distinct_2"] for e, b in zip(evals, bases))
-        assert table[label][5] == ("–" if label == "BASE" else f"{held}/2")
+        held = sum(1 / 1.5 <= e["base_perplexity"] / b["base_perplexity"] <= 1.5
+                   and e["distinct_2"] >= 0.9 * b["distinct_2"]
+                   and e["assistant_speak"] <= b["assistant_speak"] + 0.1
+                   for e, b in zip(evals, bases))
+        assert table[label][7] == ("–" if label == "BASE" else f"{held}/2")
+    assert all(json.loads((out / f"base/seed{s}/eval.json").read_text())["kl_mean"] == 0
+               for s in SEEDS)
     # The equal budget: 2 steps of 2 queries, with 2 responses each.
-    assert main["ple"][6:8] == ["8", "2"] and main["raft"][6] == "8"
-    assert main["BASE"][6:8] == ["–", "–"]
+    assert main["ple"][8:10] == ["8", "2"] and main["raft"][8] == "8"
+    assert main["BASE"][8:10] == ["–", "–"]
     assert "length_score:score ↑" in md
     assert "against the references (each cut to its response's length in words)" in md
     evals = [json.loads((out / f"runs/ple/seed{s}/eval.json").read_text()) for s in SEEDS]
-    assert main["ple"][8] == interval(evals, lambda e: e["extra_rewards"]["length_score:score"])
+    assert main["ple"][10] == interval(evals, lambda e: e["extra_rewards"]["length_score:score"])
     # The paper's numbers beside ours, where the config gives them.
-    assert (main["BASE"][9], main["ple"][9], main["raft"][9]) == ("-0.41", "1.33", "–")
-    assert ablations["ple (ours)"][9] == "1.33"
+    assert (main["BASE"][11], main["ple"][11], main["raft"][11]) == ("-0.41", "1.33", "–")
+    assert ablations["ple (ours)"][11] == "1.33"
+    # The guards' description says what they are.
+    assert "guards held: on how many of its seeds the run's base-PPL is between 0.667 and " \
+           "1.5 × BASE's, its distinct-2 at most 10 % below BASE's and its assistant-speak " \
+           "at most 10 percentage points above BASE's, each against the same seed's BASE" in md
 
     # Ours minus each run on the same test queries: the mean over seeds of each seed's
     # paired mean, with Student's t (1 degree of freedom) over the two seeds.
@@ -418,17 +429,26 @@ def test_the_test_stages_baselines_are_the_runs_their_tuning_chose():
     assert {c["method"] for c in study.values()} - {"ple", "raft"} == set(chosen)
 
 
-def test_guards_hold_within_1_5x_base_perplexity_and_10_percent_less_distinct_2():
+def test_guards_hold_within_1_5x_base_perplexity_either_way_10_percent_less_distinct_2_and_10_points_more_assistant_speak():
     from ple.compare.report import guards_hold
 
-    base = {"base_perplexity": 20.0, "distinct_2": 0.80}
-    def run(ppl, d2):
-        return {"base_perplexity": ppl, "distinct_2": d2}
+    base = {"base_perplexity": 24.0, "distinct_2": 0.80, "assistant_speak": 0.05}
+    def run(ppl, d2=0.80, speak=0.05):
+        return {"base_perplexity": ppl, "distinct_2": d2, "assistant_speak": speak}
 
-    assert guards_hold(run(29.0, 0.73), base)        # 1.45x, distinct-2 -8.8 %
-    assert guards_hold(run(30.0, 0.80), base)        # 1.5x: at the edge
-    assert not guards_hold(run(31.0, 0.80), base)    # 1.55x
-    assert not guards_hold(run(22.0, 0.71), base)    # distinct-2 -11 %
+    assert guards_hold(run(34.8, 0.73), base)        # 1.45x, distinct-2 -8.8 %
+    assert guards_hold(run(36.0), base)              # 1.5x: at the edge
+    assert not guards_hold(run(37.2), base)          # 1.55x
+    assert not guards_hold(run(26.4, 0.71), base)    # distinct-2 -11 %
+    # Two-sided: a hacked run lowers base-PPL (a register the base finds likely).
+    assert guards_hold(run(16.0), base)              # 1/1.5 of BASE's: at the edge
+    assert not guards_hold(run(15.6), base)          # 0.65x
+    # Assistant-speak at most 10 percentage points above BASE's (DPO on IMDb test: 45 %
+    # against BASE's 5 %, while base-PPL and distinct-2 held).
+    assert guards_hold(run(24.0, speak=0.149), base)
+    assert not guards_hold(run(24.0, speak=0.151), base)
+    assert not guards_hold(run(30.6, 0.746, 0.453), base)
+    assert guards_hold(run(24.0, speak=0.0), base)   # less than BASE's is no drift
 
 
 def test_an_ablation_row_names_what_it_drops_and_every_other_field_it_changes():
@@ -487,33 +507,43 @@ def test_choice_section_takes_the_best_reward_whose_guards_hold_on_every_seed():
     from ple.config import PLEConfig, RAFTConfig, TrainConfig
 
     configs = {"ple-1": PLEConfig(learning_rate=1e-4), "ple-2": PLEConfig(),
-               "ple-3": PLEConfig(tau0=1.0), "raft": RAFTConfig(),
+               "ple-3": PLEConfig(tau0=1.0), "ple-4": PLEConfig(tau0=2.0),
+               "ple-5": PLEConfig(tau0=3.0), "raft": RAFTConfig(),
                "sft-1": TrainConfig(method="sft"),
                "sft-2": TrainConfig(method="sft", learning_rate=1e-3)}
-    # (RM, base-PPL, distinct-2) per seed; BASE's differ by seed.
-    numbers = {BASE: [(0.0, 20.0, 0.8), (0.1, 30.0, 0.9)],
-               "ple-1": [(0.3, 21.0, 0.8), (0.3, 31.0, 0.9)],   # held on both
-               "ple-2": [(0.6, 35.0, 0.8), (0.6, 50.0, 0.9)],   # 1.75x, 1.67x BASE's
+    # (RM, base-PPL, distinct-2, assistant-speak) per seed; BASE's differ by seed.
+    numbers = {BASE: [(0.0, 20.0, 0.8, 0.05), (0.1, 30.0, 0.9, 0.03)],
+               "ple-1": [(0.3, 21.0, 0.8, 0.10), (0.3, 31.0, 0.9, 0.08)],   # held on both
+               "ple-2": [(0.6, 35.0, 0.8, 0.05), (0.6, 50.0, 0.9, 0.03)],   # 1.75x, 1.67x
                # Its means would pass (distinct-2 0.79 against 0.85), but seed 1 drops 17 %.
-               "ple-3": [(0.9, 20.0, 0.83), (0.9, 30.0, 0.75)],
-               "raft": [(0.4, 20.0, 0.8), (0.4, 30.0, 0.9)],
+               "ple-3": [(0.9, 20.0, 0.83, 0.05), (0.9, 30.0, 0.75, 0.03)],
+               # Fluent and varied, but seed 0 speaks as an assistant 40 points more.
+               "ple-4": [(1.2, 20.0, 0.8, 0.45), (1.2, 30.0, 0.9, 0.05)],
+               # Base-PPL 0.6x BASE's on seed 1: collapsed onto what the base finds likely.
+               "ple-5": [(1.0, 20.0, 0.8, 0.05), (1.0, 18.0, 0.9, 0.03)],
+               "raft": [(0.4, 20.0, 0.8, 0.05), (0.4, 30.0, 0.9, 0.03)],
                # Neither setting holds (base-PPL 3.5x): no choice, and said so.
-               "sft-1": [(0.2, 70.0, 0.8), (0.2, 105.0, 0.9)],
-               "sft-2": [(0.1, 70.0, 0.8), (0.1, 105.0, 0.9)]}
+               "sft-1": [(0.2, 70.0, 0.8, 0.0), (0.2, 105.0, 0.9, 0.0)],
+               "sft-2": [(0.1, 70.0, 0.8, 0.0), (0.1, 105.0, 0.9, 0.0)]}
     runs = object.__new__(Runs)
     runs.cfg = CompareConfig(methods={n: {} for n in configs}, seeds=[0, 1], task="imdb")
     runs.names = [BASE, *configs]
     runs.specs = {(n, s): SimpleNamespace(config=c) for n, c in configs.items() for s in (0, 1)}
-    runs.evals = {(n, s): dict(zip(("reward_mean", "base_perplexity", "distinct_2"), v))
+    runs.evals = {(n, s): dict(zip(("reward_mean", "base_perplexity", "distinct_2",
+                                    "assistant_speak"), v))
                   for n, values in numbers.items() for s, v in enumerate(values)}
-    rows = {r[0]: r for r in choice_section(runs).blocks[1].rows}
+    section = choice_section(runs)
+    rows = {r[0]: r for r in section.blocks[1].rows}
     # raft has one run: nothing to choose
-    assert set(rows) == {"ple-1", "ple-2", "ple-3", "sft-1", "sft-2"}
+    assert set(rows) == {"ple-1", "ple-2", "ple-3", "ple-4", "ple-5", "sft-1", "sft-2"}
     assert rows["ple-1"][1:] == ["ple", "learning_rate 0.0001, tau0 0.2", "0.300", "1.04×",
-                                 "+0.0 %", "2/2", "chosen"]
+                                 "+0.0 %", "+5.0 pp", "2/2", "chosen"]
     assert rows["ple-2"][2] == "learning_rate 0.0003, tau0 0.2"
-    assert rows["ple-2"][6:] == ["0/2", ""] and rows["ple-3"][6:] == ["1/2", ""]
-    assert rows["sft-1"][6:] == rows["sft-2"][6:] == ["0/2", "none held: no choice"]
+    assert rows["ple-2"][7:] == ["0/2", ""] and rows["ple-3"][7:] == ["1/2", ""]
+    assert rows["ple-4"][6:] == ["+21.0 pp", "1/2", ""]
+    assert rows["ple-5"][4:] == ["0.76×", "+0.0 %", "+0.0 pp", "1/2", ""]
+    assert rows["sft-1"][7:] == rows["sft-2"][7:] == ["0/2", "none held: no choice"]
+    assert "the run's base-PPL is between 0.667 and 1.5 × BASE's" in section.blocks[0]
 
 
 def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_path):
@@ -563,6 +593,46 @@ def test_report_only_reports_the_finished_runs_and_names_the_rest(first, tmp_pat
                             "not both evaluated for any seed yet in out; nothing to report\n"
 
 
+def test_eval_json_older_than_kl_and_assistant_speak_still_reports(first, tmp_path):
+    """A study evaluated before eval.json held kl_mean, kl_se and assistant_speak (the
+    committed IMDb runs): --report-only shows its KL as missing (the weights are needed to
+    measure it) and takes assistant-speak from each run's eval_samples.jsonl, for the column
+    and for the guard."""
+    from ple.evaluation.metrics import assistant_speak_share
+
+    root, _ = first
+    shutil.copytree(root / "out", tmp_path / "out")
+    for name in ("length_score.py", "compare.yaml"):
+        shutil.copy(root / name, tmp_path)
+    out = tmp_path / "out"
+    for path in out.glob("**/seed*/eval.json"):
+        old = {k: v for k, v in json.loads(path.read_text()).items()
+               if k not in ("kl_mean", "kl_se", "assistant_speak")}
+        path.write_text(json.dumps(old))
+    # raft's seed 0 drifts into the assistant register: every response.
+    samples = out / "runs/raft/seed0/eval_samples.jsonl"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    samples.write_text("".join(json.dumps({**r, "response": "I'm so glad you enjoyed it!"})
+                               + "\n" for r in rows))
+    result = run_ple("compare", "--config", "compare.yaml", "--report-only", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    main = markdown_table((out / "report.md").read_text(), "imdb: methods")
+    shares = {}
+    for label, run in (("BASE", "base/seed{}"), ("ple", "runs/ple/seed{}"),
+                       ("raft", "runs/raft/seed{}")):
+        shares[label] = [assistant_speak_share([json.loads(line)["response"] for line in open(
+            out / run.format(s) / "eval_samples.jsonl")]) for s in SEEDS]
+        assert main[label][2] == "–"  # KL
+        assert main[label][6] == expected([100 * v for v in shares[label]], 1)
+    assert shares["raft"][0] == 1.0
+    evals = [json.loads((out / f"runs/raft/seed{s}/eval.json").read_text()) for s in SEEDS]
+    bases = [json.loads((out / f"base/seed{s}/eval.json").read_text()) for s in SEEDS]
+    seed1 = 1 / 1.5 <= evals[1]["base_perplexity"] / bases[1]["base_perplexity"] <= 1.5 \
+        and evals[1]["distinct_2"] >= 0.9 * bases[1]["distinct_2"] \
+        and shares["raft"][1] <= shares["BASE"][1] + 0.1
+    assert main["raft"][7] == f"{int(seed1)}/2"  # seed 0's guard broke
+
+
 def test_the_report_shows_the_choice_tables_of_its_tuning_stages(first, tmp_path):
     """`tuning`: the test stage's report shows the grid each setting was chosen from, with
     its guards per seed, from the tuning config's finished runs, and no choice of its own
@@ -579,7 +649,8 @@ def test_the_report_shows_the_choice_tables_of_its_tuning_stages(first, tmp_path
         path = tmp_path / f"tune/runs/{name}/seed{seed}/eval.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), "reward_mean": rm,
                                     "base_perplexity": base["base_perplexity"],
-                                    "distinct_2": (1 - drop) * base["distinct_2"]}))
+                                    "distinct_2": (1 - drop) * base["distinct_2"],
+                                    "assistant_speak": base["assistant_speak"]}))
     cfg = yaml.safe_load((root / "compare.yaml").read_text())
     tune = {k: v for k, v in cfg.items() if k not in ("winrate", "ablations")}
     tune["output_dir"] = "tune"
@@ -601,10 +672,11 @@ def test_the_report_shows_the_choice_tables_of_its_tuning_stages(first, tmp_path
         "tune.yaml (its report: tune/report.md)" in section
     rows = markdown_table(section, "imdb: settings per method")
     assert list(rows) == ["raft", "raft-fast"]
-    assert rows["raft"][1:] == ["learning_rate 0.05", "0.500", "1.00×", "+0.0 %", "2/2",
-                                "chosen"]
+    assert rows["raft"][1:] == ["learning_rate 0.05", "0.500", "1.00×", "+0.0 %", "+0.0 pp",
+                                "2/2", "chosen"]
     # Higher reward, but seed 1 lost half its distinct-2: not chosen.
-    assert rows["raft-fast"][2:] == ["0.900", "1.00×", rows["raft-fast"][4], "1/2", ""]
+    assert rows["raft-fast"][2:] == ["0.900", "1.00×", rows["raft-fast"][4], "+0.0 pp", "1/2",
+                                     ""]
     assert "Not finished yet, so in no table: raft-slow." in section
     assert not (tmp_path / "tune/runs/raft-slow").exists()
 

@@ -1,7 +1,8 @@
 """report.md and report.html of `ple compare`, laid out like the paper's results:
 
-- the main table (Tables 1-3): PPL of the references, RM, BLEU, and two guards against reward
-  hacking (the responses' perplexity under the base model, distinct-2), with the budget;
+- the main table (Tables 1-3): PPL of the references, RM, the KL of each policy from the
+  base model on its responses, BLEU, and three guards against reward hacking (the
+  responses' perplexity under the base model, distinct-2, assistant-speak), with the budget;
 - the ablation table (Tables 4-5);
 - win/tie/lose of ours against every other method and the base model (Figure 2a);
 - training reward over generated responses (Figure 3), and level-set purity per step;
@@ -31,7 +32,7 @@ from matplotlib.ticker import MaxNLocator
 from ple.compare.config import (BASE, CompareConfig, RunSpec,  # noqa: E402
                                 load_compare_config, run_specs)
 from ple.compare.orchestrate import finished_part
-from ple.evaluation.metrics import ci95, paired_difference
+from ple.evaluation.metrics import assistant_speak_share, ci95, paired_difference
 from ple.evaluation.winrate import SAMPLES_FILE
 
 SAMPLE_QUERIES = 3  # Figure 4 shows three
@@ -108,7 +109,12 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 class Runs:
     """What ple compare left on disk, read once: every run's eval.json, eval samples and
-    metrics rows, and the win-rate reports."""
+    metrics rows, and the win-rate reports.
+
+    An eval.json written before `assistant_speak` existed gets it here from the run's
+    eval_samples.jsonl: the same function of the same responses, so its guard and column
+    are what a fresh evaluation would give. Its KL cannot be had without the weights: shown
+    as missing."""
 
     def __init__(self, cfg: CompareConfig, specs: list[RunSpec]):
         self.cfg = cfg
@@ -120,6 +126,8 @@ class Runs:
                 d = cfg.run_dir(name, seed)
                 self.evals[name, seed] = json.loads((d / "eval.json").read_text())
                 self.samples[name, seed] = _read_jsonl(d / SAMPLES_FILE)
+                self.evals[name, seed].setdefault("assistant_speak", assistant_speak_share(
+                    [s["response"] for s in self.samples[name, seed]]))
                 self.metrics[name, seed] = _read_jsonl(d / "metrics.jsonl") \
                     if name != BASE else []
         self.winrates = {(other, seed): json.loads(cfg.winrate_file(other, seed).read_text())
@@ -140,8 +148,8 @@ class Runs:
                 for seed in self.cfg.seeds_of(name)]
 
 
-RESULT_HEADER = ["method", "PPL ↓", "RM ↑", "BLEU ↑", "base-PPL", "distinct-2",
-                 "guards held", "generated responses", "optimizer steps"]
+RESULT_HEADER = ["method", "PPL ↓", "RM ↑", "KL", "BLEU ↑", "base-PPL", "distinct-2",
+                 "assistant-speak %", "guards held", "generated responses", "optimizer steps"]
 
 
 def result_header(runs: Runs) -> list[str]:
@@ -155,6 +163,16 @@ def interval(estimates: list[tuple[float, float | None]]) -> str:
     if math.isnan(half):  # one seed of one response: no interval
         return f"{mean:.3f}"
     return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
+
+
+def kl_cell(evals: list[dict]) -> str:
+    """The KL from the base model with its 95 % interval (as RM's); MISSING when a seed's
+    eval.json predates the measure; 0 for the base model itself."""
+    if any(e.get("kl_mean") is None for e in evals):
+        return MISSING
+    if all(e["kl_mean"] == 0 for e in evals):
+        return f"{0:.3f}"
+    return interval([(e["kl_mean"], e["kl_se"]) for e in evals])
 
 
 def _held(per_seed: list[bool]) -> str:
@@ -172,9 +190,11 @@ def result_row(runs: Runs, name: str, label: str) -> list[str]:
         f"{runs.cfg.paper[name]:.2f}" if name in runs.cfg.paper else MISSING]
     return [label, cell(runs.values(name, "reference_perplexity"), 2),
             interval([(e["reward_mean"], e["reward_se"]) for e in evals]),
+            kl_cell(evals),
             cell(runs.values(name, "bleu"), 2),
             cell(runs.values(name, "base_perplexity"), 2),
             cell(runs.values(name, "distinct_2"), 3),
+            cell([100 * v for v in runs.values(name, "assistant_speak")], 1),
             _held(runs.guards(name)) if name != BASE else MISSING,
             cell(runs.budget(name, "generated_responses"), 0) if name != BASE else MISSING,
             cell(runs.budget(name, "optimizer_steps"), 0) if name != BASE else MISSING,
@@ -224,12 +244,16 @@ def results_section(runs: Runs) -> Section:
         f"{_spread_words(cfg)}.",
         "PPL: perplexity of the reference responses under the model (lower is better; "
         f"{MISSING} when the test split has no references). RM: mean reward of the generated "
-        f"responses. BLEU: sacrebleu corpus BLEU (0-100) against the references{cut}. Guards "
-        "against reward hacking: base-PPL, the responses' perplexity under the untrained "
-        "model (far above BASE's: the text drifted away from fluent language), and "
-        "distinct-2 (falling: repetition); guards held: on how many of its seeds the run's "
-        f"base-PPL is at most {MAX_BASE_PPL_RATIO:g} × BASE's and its distinct-2 at most "
-        f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's, each against the same seed's BASE. "
+        f"responses. KL: the policy's KL from the untrained model on its own responses, per "
+        f"response the sum over its tokens of log π − log π_base, mean over responses "
+        f"(nats; {MISSING} where a run's eval.json predates the measure). BLEU: sacrebleu "
+        f"corpus BLEU (0-100) against the references{cut}. Guards against reward hacking: "
+        "base-PPL, the responses' perplexity under the untrained model (far above BASE's: "
+        "the text drifted away from fluent language; far below: it collapsed onto what the "
+        "base model finds most likely), distinct-2 (falling: repetition), and "
+        "assistant-speak, the share of responses that speak as a chat assistant (\"I'm so "
+        "glad…\", \"your feedback\", \"AI\"; computed from the responses where an "
+        f"eval.json predates it); guards held: on how many of its seeds {GUARDS_RULE}. "
         "Budget: responses sampled while training, and optimizer steps."]
     return Section("Results (Tables 1-3)", [
         *notes, Table(f"{cfg.task}: methods", result_header(runs), rows)])
@@ -286,18 +310,50 @@ def paired_section(runs: Runs) -> Section:
             [f"Δ {n} by seed" for n in names] if by_seed else []), rows)])
 
 
-# A run's guards hold when its responses stay fluent and varied against the base model's:
-# perplexity under the base model at most 1.5 times BASE's, distinct-2 at most 10 % lower.
+# A run's guards hold when its responses stay fluent, varied and in the register of what
+# they continue, against the base model's responses to the same openings (each seed against
+# that seed's BASE). The numbers quoted are of the committed IMDb study's 83 run evaluations
+# (docs/results/imdb/{test,tune-kl,tune-baselines}, 128 or 256 openings each).
+#
+# Base-PPL, the responses' perplexity under the base model, within [1/1.5, 1.5] × BASE's.
+# Above: the text left fluent language (SFT on reviews: 3.5-4.2×). Below: it collapsed onto
+# what the base finds most likely, a register or a template: PPO, RLOO and RAFT-4 at their
+# reward-hacking rates sit at 0.26-0.6× (PPO 1e-4 0.35×), w/o L_rank at 0.37-0.83×, and the
+# guard was one-sided, so they passed it (distinct-2 caught them). The bound is symmetric in log space, chosen before looking, not fitted: the
+# runs that keep every guard lie at 0.68-1.10×, and the five that the lower bound alone
+# fails (0.57-0.66×, all PLE with a KL term) drift mildly by other measures: one opens 35 %
+# of its responses with "As the", another is 0.2 points short of the assistant-speak bound.
+# A bound of 0.6 would fail two of the five, 0.55 none.
 MAX_BASE_PPL_RATIO = 1.5
+MIN_BASE_PPL_RATIO = 1 / MAX_BASE_PPL_RATIO
+# Distinct-2 at most 10 % below BASE's: repetition.
 MAX_DISTINCT_2_DROP = 0.10
+# Assistant-speak (ple.evaluation.metrics.ASSISTANT_SPEAK) at most 10 percentage points
+# above BASE's. The register is fluent and varied, so the two guards above let it through
+# (DPO on test: 45 % of its responses, BASE 5 %, base-PPL 1.27×, distinct-2 -7 %), and the
+# sentiment reward pays for its enthusiasm. BASE's own share is 1-8 % (the phrases occur in
+# real reviews too), hence a rise over BASE's, not a share: where a run's true share is
+# BASE's (up to 8 %), the standard error of the difference is at most 3.4 points at 128
+# openings and 2.4 at 256, so 10 points is 3-4 of them and noise alone seldom crosses it. The runs that keep every
+# guard rise -2 to +9.4 points; those this one fails, +10.2 (two RAFT-4 runs) to +92.
+MAX_ASSISTANT_SPEAK_RISE = 0.10
+GUARDS_RULE = (f"the run's base-PPL is between {MIN_BASE_PPL_RATIO:.3g} and "
+               f"{MAX_BASE_PPL_RATIO:g} × BASE's, its distinct-2 at most "
+               f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's and its assistant-speak at most "
+               f"{100 * MAX_ASSISTANT_SPEAK_RISE:g} percentage points above BASE's, each "
+               f"against the same seed's BASE")
 
 
 def guards_hold(run: dict, base: dict) -> bool:
-    """Whether a run's evaluation (eval.json) keeps both guards against BASE's evaluation
-    of the same seed: base-PPL at most MAX_BASE_PPL_RATIO × BASE's, distinct-2 at most
-    MAX_DISTINCT_2_DROP below BASE's."""
-    return run["base_perplexity"] <= MAX_BASE_PPL_RATIO * base["base_perplexity"] and \
-        run["distinct_2"] >= (1 - MAX_DISTINCT_2_DROP) * base["distinct_2"]
+    """Whether a run's evaluation (eval.json) keeps every guard against BASE's evaluation
+    of the same seed: base-PPL within [MIN_BASE_PPL_RATIO, MAX_BASE_PPL_RATIO] × BASE's,
+    distinct-2 at most MAX_DISTINCT_2_DROP below BASE's, assistant-speak at most
+    MAX_ASSISTANT_SPEAK_RISE above BASE's (an eval.json older than the field: Runs fills it
+    in from the run's responses)."""
+    ratio = run["base_perplexity"] / base["base_perplexity"]
+    return MIN_BASE_PPL_RATIO <= ratio <= MAX_BASE_PPL_RATIO and \
+        run["distinct_2"] >= (1 - MAX_DISTINCT_2_DROP) * base["distinct_2"] and \
+        run["assistant_speak"] <= base["assistant_speak"] + MAX_ASSISTANT_SPEAK_RISE
 
 
 def choice_section(runs: Runs, title: str = "Choice of settings",
@@ -316,7 +372,8 @@ def choice_section(runs: Runs, title: str = "Choice of settings",
     if not groups:
         return None
     mean = lambda name, key: statistics.mean(runs.values(name, key))  # noqa: E731
-    base = (mean(BASE, "base_perplexity"), mean(BASE, "distinct_2"))
+    base = (mean(BASE, "base_perplexity"), mean(BASE, "distinct_2"),
+            mean(BASE, "assistant_speak"))
     rows = []
     for (method, ablation), names in groups.items():
         configs = {n: runs.specs[n, cfg.seeds[0]].config.to_dict() for n in names}
@@ -331,18 +388,19 @@ def choice_section(runs: Runs, title: str = "Choice of settings",
                          f"{mean(n, 'reward_mean'):.3f}",
                          f"{mean(n, 'base_perplexity') / base[0]:.2f}×",
                          f"{100 * (mean(n, 'distinct_2') / base[1] - 1):+.1f} %",
+                         f"{100 * (mean(n, 'assistant_speak') - base[2]):+.1f} pp",
                          _held(held[n]),
                          "chosen" if n == best else "" if best else "none held: no choice"])
     return Section(title, [
         f"Runs of one method with different settings, and the one chosen for it: the highest "
-        f"RM (mean over its seeds) among those whose guards hold on every seed, i.e. base-PPL "
-        f"at most {MAX_BASE_PPL_RATIO:g} × BASE's and distinct-2 at most "
-        f"{100 * MAX_DISTINCT_2_DROP:g} % below BASE's, each against the same seed's BASE "
-        f"(the ratios shown are of the means over seeds). These are choices on {where}. "
+        f"RM (mean over its seeds) among those whose guards hold on every seed, i.e. "
+        f"{GUARDS_RULE} (the ratios and differences shown are of the means over seeds; pp: "
+        f"percentage points). These are choices on {where}. "
         f"Where no setting of a method holds, there is no choice: the config that takes "
         f"one says what it took instead.",
         Table(f"{cfg.task}: settings per method", ["run", "method", "settings", "RM",
                                                    "base-PPL / BASE's", "distinct-2 vs BASE",
+                                                   "assistant-speak vs BASE",
                                                    "guards held (seeds)", ""], rows)])
 
 
