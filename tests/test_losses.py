@@ -41,6 +41,20 @@ def test_rank_loss_eq3_linear_and_hinge():
     assert losses.rank_loss(better, worse, hinge=True).tolist() == [0.0, 2.0]
 
 
+def test_logistic_rank_loss_is_dpos_by_hand_and_pushes_better_up():
+    better = torch.tensor([-10.0, -4.0], requires_grad=True)
+    worse = torch.tensor([-12.0, -4.0], requires_grad=True)
+    ref_better, ref_worse = torch.tensor([-11.0, -4.0]), torch.tensor([-11.0, -4.0])
+    got = losses.logistic_rank_loss(better, worse, ref_better, ref_worse, beta=0.5)
+    # Pair 0: log-ratios +1 and -1, margin 2; pair 1: the reference itself, margin 0.
+    assert got[0].item() == pytest.approx(math.log(1 + math.exp(-0.5 * 2)))
+    assert got[1].item() == pytest.approx(math.log(2))
+    got.sum().backward()
+    assert (better.grad < 0).all() and (worse.grad > 0).all()  # descent: y' up, y down
+    # At margin 0 the slope is beta / 2 on each side.
+    assert better.grad[1].item() == pytest.approx(-0.25)
+
+
 def test_label_weights_eq5_by_hand():
     s, s_prompt = 0.3, 1.1
     w, w_prompt = losses.label_weights(s, s_prompt)
@@ -67,6 +81,16 @@ def test_weighted_sft_eq4_by_hand():
     assert got.tolist() == [-(0.5 * -4.0 + -0.5 * -2.0)]
 
 
+def test_positive_half_of_eq4_by_hand_drops_only_the_negative_term():
+    w = torch.tensor([0.5, -0.25, 0.0])
+    logp, logp_prompt = torch.tensor([-4.0, -3.0, -1.0]), torch.tensor([-2.0, -6.0, -1.0])
+    got = losses.positive_weighted_sft_loss(w, logp, -w, logp_prompt)
+    # Pair 0: y is the better (w 0.5); pair 1: y' is (w' 0.25); pair 2: a tie, no push.
+    assert got.tolist() == [-(0.5 * -4.0), -(0.25 * -6.0), 0.0]
+    full = losses.weighted_sft_loss(w, logp, -w, logp_prompt)
+    assert full.tolist() == [-(0.5 * -4.0 - 0.5 * -2.0), -(-0.25 * -3.0 + 0.25 * -6.0), 0.0]
+
+
 def test_branch_rule_is_strict():
     assert losses.is_rank_pair(0.0, 0.3, 0.2)
     assert not losses.is_rank_pair(0.0, 0.2, 0.2)   # at tau: similar quality
@@ -79,6 +103,14 @@ def test_threshold_eq7_schedule():
     assert losses.threshold(0.2, 0.9, 4) == pytest.approx(0.2 * 0.9 ** 3)
 
 
+def test_gap_spread_is_the_sample_standard_deviation():
+    assert losses.gap_spread([1.0, 3.0]) == pytest.approx(math.sqrt(2.0))
+    assert losses.gap_spread([0.5, 0.5, 0.5]) == 0.0
+    # tau_scale spread: the threshold of step 3 with tau0 = 1 spread of 0.5 and alpha 0.9.
+    assert losses.threshold(1.0 * losses.gap_spread([0.0, 0.5, 1.0]), 0.9, 3) == \
+        pytest.approx(0.5 * 0.81)
+
+
 def test_ple_loss_eq6_routes_each_pair_to_one_term():
     rank = torch.tensor([1.0, 10.0, 100.0])
     wsft = torch.tensor([2.0, 20.0, 200.0])
@@ -89,6 +121,9 @@ def test_ple_loss_eq6_routes_each_pair_to_one_term():
     assert out["loss"].item() == pytest.approx(121.0 / 3)
     anchored = losses.ple_loss(rank, wsft, is_rank, torch.tensor([3.0, 3.0, 6.0]), 0.5)
     assert anchored["loss"].item() == pytest.approx(121.0 / 3 + 0.5 * 4.0)
+    weighted = losses.ple_loss(rank, wsft, is_rank, wsft_coef=0.3)
+    assert weighted["loss_wsft"].item() == pytest.approx(0.3 * 20.0 / 3)
+    assert weighted["loss"].item() == pytest.approx((101.0 + 0.3 * 20.0) / 3)
 
 
 def test_kl_penalty_k3_by_hand_and_its_pull_toward_the_reference():
@@ -115,7 +150,9 @@ def test_losses_finite_for_finite_inputs(a, b):
     x, y = torch.tensor(a[:n]), torch.tensor(b[:n])
     w = torch.tensor([losses.label_weights(p, q)[0] for p, q in zip(a, b)][:n])
     for value in (losses.rank_loss(x, y), losses.rank_loss(x, y, hinge=True),
-                  losses.weighted_sft_loss(w, x, -w, y)):
+                  losses.logistic_rank_loss(x, y, y, x, beta=0.1),
+                  losses.weighted_sft_loss(w, x, -w, y),
+                  losses.positive_weighted_sft_loss(w, x, -w, y)):
         assert torch.isfinite(value).all()
 
 

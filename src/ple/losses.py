@@ -6,6 +6,7 @@ Shapes: B pairs or sequences, T response positions, V vocabulary. Nothing here t
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 
@@ -48,6 +49,16 @@ def rank_loss(better: torch.Tensor, worse: torch.Tensor, hinge: bool = False) ->
     return -(better - worse)
 
 
+def logistic_rank_loss(better: torch.Tensor, worse: torch.Tensor, ref_better: torch.Tensor,
+                       ref_worse: torch.Tensor, beta: float) -> torch.Tensor:
+    """Not in the paper: Eq. 3 in DPO's logistic form against a reference model, per pair,
+    -log sigmoid(beta * [(better - ref_better) - (worse - ref_worse)]), on summed log-probs
+    of y' (better) and y (worse) under the policy and the reference (DPO's form, in which
+    the reference's log-prob, itself growing with the length, takes the place of Eq. 3's
+    length normalisation)."""
+    return -torch.nn.functional.logsigmoid(beta * ((better - ref_better) - (worse - ref_worse)))
+
+
 def label_weights(s: float, s_prompt: float) -> tuple[float, float]:
     """Eq. 5: w = 2e^s / (e^s + e^s') - 1 and w' = 2e^s' / (e^s + e^s') - 1.
 
@@ -65,6 +76,14 @@ def weighted_sft_loss(w: torch.Tensor, logp_sum: torch.Tensor, w_prompt: torch.T
     Not length-normalised (the paper normalises Eq. 3 only).
     """
     return -(w * logp_sum + w_prompt * logp_sum_prompt)
+
+
+def positive_weighted_sft_loss(w: torch.Tensor, logp_sum: torch.Tensor, w_prompt: torch.Tensor,
+                               logp_sum_prompt: torch.Tensor) -> torch.Tensor:
+    """Not in the paper: Eq. 4 with only its positive-weight half, per pair,
+    -(max(w, 0) * sum_j log pi(y^j|..) + max(w', 0) * sum_j log pi(y'^j|..)): the better
+    response of the pair is pushed up as in Eq. 4, the worse one is not pushed down."""
+    return -(w.clamp(min=0) * logp_sum + w_prompt.clamp(min=0) * logp_sum_prompt)
 
 
 def kl_penalty(token_logps: torch.Tensor, ref_token_logps: torch.Tensor,
@@ -92,20 +111,29 @@ def threshold(tau0: float, alpha: float, step: int) -> float:
     return tau0 * alpha ** (step - 1)
 
 
+def gap_spread(gaps: list[float]) -> float:
+    """Not in the paper: the spread of the reward gaps s' - s of some pairs (their sample
+    standard deviation), the unit of tau0 when it is given relative to the gaps a task has."""
+    return statistics.stdev(gaps)
+
+
 def ple_loss(rank: torch.Tensor, wsft: torch.Tensor, is_rank: torch.Tensor,
              anchor: torch.Tensor | None = None, anchor_coef: float = 0.0,
-             kl: torch.Tensor | None = None, kl_coef: float = 0.0) -> dict:
+             kl: torch.Tensor | None = None, kl_coef: float = 0.0,
+             wsft_coef: float = 1.0) -> dict:
     """Eq. 6: L = L_rank + L_weighted-sft over a mini-batch of pairs.
 
     Each pair contributes to exactly one term, chosen by `is_rank` (bool, [B]). The paper's
     sums are divided by the number of pairs in the mini-batch, so the learning rate does not
-    depend on the batch size. `anchor` (per pair, optional) is the non-paper SFT term on the
+    depend on the batch size. `wsft_coef` (not in the paper, which has 1) scales
+    L_weighted-sft. `anchor` (per pair, optional) is the non-paper SFT term on the
     better response, scaled by `anchor_coef`; `kl` (per pair, optional) the non-paper
-    penalty toward the reference model (kl_penalty), scaled by `kl_coef`.
+    penalty toward the reference model (kl_penalty), scaled by `kl_coef`. Each term is
+    returned as it enters the sum, scaled.
     """
     n = max(int(is_rank.numel()), 1)
     l_rank = torch.where(is_rank, rank, torch.zeros_like(rank)).sum() / n
-    l_wsft = torch.where(is_rank, torch.zeros_like(wsft), wsft).sum() / n
+    l_wsft = wsft_coef * torch.where(is_rank, torch.zeros_like(wsft), wsft).sum() / n
     total = l_rank + l_wsft
     l_anchor = torch.zeros_like(total)
     if anchor is not None and anchor_coef > 0:
