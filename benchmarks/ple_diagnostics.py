@@ -38,10 +38,12 @@ TERMS = TRAINED + ("rank_unnormalised",)
 BRANCHES = ("rank", "weighted")
 
 
-def term_losses(t: dict, anchor_coef: float) -> dict[str, torch.Tensor]:
+def term_losses(t: dict, anchor_coef: float, wsft_coef: float = 1.0,
+                positive_only: bool = False) -> dict[str, torch.Tensor]:
     """The terms of Eq. 6 as ple_loss reduces them (sums over the pairs / number of pairs),
-    with L_weighted-sft split by the sign of each response's weight, and Eq. 3 on summed
-    instead of length-normalised log-probs."""
+    with L_weighted-sft split by the sign of each response's weight (scaled by wsft_coef;
+    wsft_positive_only trains no negative part), and Eq. 3 on summed instead of
+    length-normalised log-probs."""
     n = t["is_rank"].numel()
     rank, weighted = t["is_rank"], ~t["is_rank"]
     pairs = lambda x: torch.stack([x[:n], x[n:]], dim=1)  # noqa: E731  [pairs, (y, y')]
@@ -51,8 +53,9 @@ def term_losses(t: dict, anchor_coef: float) -> dict[str, torch.Tensor]:
     summed = pairs(t["logp_sum"])
     unnormalised = -(summed[:, 1] - summed[:, 0])
     return {"rank": t["rank"][rank].sum() / n,
-            "wsft_positive": wsft_pos[weighted].sum() / n,
-            "wsft_negative": wsft_neg[weighted].sum() / n,
+            "wsft_positive": wsft_coef * wsft_pos[weighted].sum() / n,
+            "wsft_negative": (torch.zeros(()) if positive_only
+                              else wsft_coef * wsft_neg[weighted].sum() / n),
             "anchor": anchor_coef * t["anchor"].mean(),
             "rank_unnormalised": unnormalised[rank].sum() / n}
 
@@ -65,9 +68,11 @@ def flat_grad(loss: torch.Tensor, params: list) -> torch.Tensor:
                       for g, p in zip(grads, params)])
 
 
-def gradient_parts(t: dict, anchor_coef: float, params: list) -> dict:
+def gradient_parts(t: dict, anchor_coef: float, params: list, wsft_coef: float = 1.0,
+                   positive_only: bool = False) -> dict:
     """Norm of each term's gradient; share and cosine of each trained term in their sum."""
-    grads = {k: flat_grad(v, params) for k, v in term_losses(t, anchor_coef).items()}
+    grads = {k: flat_grad(v, params)
+             for k, v in term_losses(t, anchor_coef, wsft_coef, positive_only).items()}
     total = sum(grads[k] for k in TRAINED)
     total_sq = float(total @ total)
     row = {"grad_norm_total": total_sq ** 0.5}
@@ -127,7 +132,8 @@ def probe_trainer(cfg):
             params = [p for p in self.model.parameters() if p.requires_grad]
             t = self._terms(new, tau, with_grad=True)
             row = {"step": step, "tau": tau,
-                   **gradient_parts(t, self.args.sft_anchor, params)}
+                   **gradient_parts(t, self.args.sft_anchor, params, self.args.wsft_coef,
+                                    self.args.wsft_positive_only)}
             before = by_branch(t)
             del t
             trained = super()._update(pairs, tau, step)

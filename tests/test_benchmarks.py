@@ -214,6 +214,10 @@ def test_diagnostics_terms_by_hand():
     assert float(terms["wsft_negative"].detach()) == pytest.approx(-(-0.5 * -9.0) / 2)
     assert float(terms["anchor"].detach()) == pytest.approx(0.5 * 2.0)
     assert float(terms["rank_unnormalised"].detach()) == pytest.approx(-(-2.0 + 4.0) / 2)
+    # wsft_coef scales both halves of Eq. 4; wsft_positive_only trains no negative half.
+    scaled = term_losses(t, anchor_coef=0.5, wsft_coef=0.3, positive_only=True)
+    assert float(scaled["wsft_positive"].detach()) == pytest.approx(0.3 * -(0.5 * -6.0) / 2)
+    assert float(scaled["wsft_negative"]) == 0.0 and not scaled["wsft_negative"].requires_grad
     w = torch.tensor([1.0, 2.0, -1.0], requires_grad=True)
     t = {"is_rank": torch.tensor([True, False]), "logp_sum": w.sum() * torch.ones(4),
          "logp_wsft": w.sum() * torch.ones(4),

@@ -12,6 +12,9 @@ def test_defaults():
     assert (cfg.tau0, cfg.alpha, cfg.lora_r, cfg.lora_alpha) == (0.2, 0.9, 8, 16)
     assert cfg.max_prompt_tokens == 256 and cfg.rank_loss == "linear"
     assert (cfg.replay_window, cfg.sft_anchor) == (1, 1.0)  # measured, not the paper's
+    # The design-space variants of issue 34 default to the paper's form.
+    assert (cfg.tau_scale, cfg.wsft_coef, cfg.wsft_positive_only) == ("absolute", 1.0, False)
+    assert cfg.principle_name is None and cfg.principle_text is None
 
 
 def test_every_field_is_documented_and_is_a_flag():
@@ -80,10 +83,32 @@ def test_invalid_yaml_names_line(tmp_path):
     ("rank_loss", "square", "one of linear, hinge"), ("task", "chess", "one of"),
     ("top_p", 1.5, "\\(0, 1\\]"), ("replay_window", -1, ">= 0"),
     ("learning_rate", 0.0, "> 0"), ("sft_steps", 3, "needs sft_data"),
+    ("rank_loss", "dpo", "one of linear, hinge, logistic"), ("rank_beta", 0.0, "> 0"),
+    ("tau_scale", "relative", "one of absolute, spread"), ("wsft_coef", -0.5, ">= 0"),
+    ("principle_name", "nice", "one of paper, fan-voice, one-shot for task imdb"),
 ])
 def test_out_of_range_values_name_the_key(key, value, rule):
     with pytest.raises(UserError, match=f"`{key}` = .*{rule}"):
         load_config(None, {key: value})
+
+
+@pytest.mark.parametrize("settings,key,rule", [
+    ({"tau_scale": "spread", "batch_size": 1}, "tau_scale", "needs batch_size >= 2"),
+    ({"ablation": "no_wsft", "wsft_coef": 0.3}, "wsft_coef", "no_wsft is wsft_coef 0"),
+    ({"ablation": "no_rank", "wsft_coef": 0.0}, "wsft_coef", "trains only L_weighted-sft"),
+    ({"principle_name": "paper", "principle": "Be nice."}, "principle_name", "give one of"),
+    ({"task": "hh", "principle_name": "one-shot"}, "principle_name", "one of paper for task hh"),
+])
+def test_conflicting_design_settings_name_the_key(settings, key, rule):
+    with pytest.raises(UserError, match=f"^config key `{key}` = .*{rule}"):
+        load_config(None, settings)
+
+
+def test_principle_name_picks_the_tasks_shipped_text():
+    from ple.tasks import IMDB_ONE_SHOT, IMDB_PRINCIPLE
+
+    assert load_config(None, {"principle_name": "one-shot"}).principle_text == IMDB_ONE_SHOT
+    assert load_config(None, {"principle_name": "paper"}).principle_text == IMDB_PRINCIPLE
 
 
 def test_unknown_override_key():

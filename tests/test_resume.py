@@ -23,8 +23,11 @@ def score(prompts, completions):
     time.sleep(0.3)  # keeps the process inside a step long enough to be killed there
     return [len(c) / 20 for c in completions]
 """
+# tau_scale spread: tau depends on the spread of s' - s measured in step 1, state that a
+# resumed run must take back from the checkpoint, not measure again.
 FLAGS = ["--model", "tiny", "--task", "imdb", "--max-steps", "6", "--save-steps", "2",
-         "--batch-size", "4", "--max-new-tokens", "8", "--reward", "slow_reward:score"]
+         "--batch-size", "4", "--max-new-tokens", "8", "--reward", "slow_reward:score",
+         "--tau-scale", "spread"]
 
 CRASH_IN_CHECKPOINT = """
 import os, signal, sys

@@ -1,6 +1,8 @@
 """PLETrainer on the tiny random model."""
 
 import json
+import math
+import statistics
 
 import pytest
 import torch
@@ -189,3 +191,105 @@ def test_ablation_without_weighted_sft_trains_only_rank_pairs(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
     assert [r["n_updates"] for r in rows] == [0, 0]
     assert len(unchanged_parameters(trainer.model, before)) == len(before)
+
+
+def by_index_reward(monkeypatch, plain: list[float], guided: list[float]) -> FunctionReward:
+    """A reward that gives the i-th y of a step plain[i] and the i-th y' guided[i]."""
+    import sys
+    import types
+
+    module = types.ModuleType("by_index_reward")
+    module.score = lambda prompts, completions: (
+        plain[:len(completions) // 2] + guided[:len(completions) // 2])
+    monkeypatch.setitem(sys.modules, "by_index_reward", module)
+    return FunctionReward("by_index_reward:score")
+
+
+def run_rows(trainer, tmp_path) -> list[dict]:
+    trainer.train()
+    return [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+
+
+@pytest.mark.slow
+def test_logistic_rank_loss_starts_at_log_2_and_trains_every_parameter(tmp_path, monkeypatch):
+    """rank_loss logistic: at the first update the policy is the reference (LoRA's B is 0),
+    so every ranked pair's loss is -log sigmoid(0) = log 2."""
+    reward = by_index_reward(monkeypatch, [0.0] * 4, [1.0] * 4)  # every pair ranked
+    trainer = make_trainer(tmp_path, reward=reward, rank_loss="logistic", rank_beta=0.5)
+    before = trainable_snapshot(trainer.model)
+    rows = run_rows(trainer, tmp_path)
+    assert unchanged_parameters(trainer.model, before) == []
+    assert [r["n_rank"] for r in rows] == [4, 4]
+    assert rows[0]["loss_rank"] == pytest.approx(math.log(2), abs=1e-6)
+    assert rows[1]["loss_rank"] != pytest.approx(math.log(2), abs=1e-6)
+    # Under full fine-tuning the reference is a frozen copy of the base model.
+    full = make_trainer(tmp_path / "full", rank_loss="logistic", use_lora=False)
+    assert full.frozen_base is not None
+
+
+@pytest.mark.slow
+def test_wsft_coef_scales_eq4_and_zero_is_the_no_wsft_ablation(tmp_path, monkeypatch):
+    # Pairs 0 and 2 clear tau0 = 0.2 (rank), 1 and 3 do not (weighted).
+    reward = by_index_reward(monkeypatch, [0.0] * 4, [1.0, 0.1, 1.0, 0.1])
+    runs = {}
+    for name, settings in {"paper": {}, "0.3": {"wsft_coef": 0.3}, "0": {"wsft_coef": 0.0},
+                           "no_wsft": {"ablation": "no_wsft"}}.items():
+        trainer = make_trainer(tmp_path / name, reward=reward, **settings)
+        before = trainable_snapshot(trainer.model)
+        runs[name] = run_rows(trainer, tmp_path / name)
+        assert unchanged_parameters(trainer.model, before) == [], name
+    # Step 1 trains all four pairs in one update from the same weights and samples.
+    assert runs["paper"][0]["n_weighted"] == 2 and runs["paper"][0]["loss_wsft"] != 0
+    assert runs["0.3"][0]["loss_wsft"] == pytest.approx(0.3 * runs["paper"][0]["loss_wsft"])
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("seconds_")}  # noqa
+                          for r in rows]
+    assert strip(runs["0"]) == strip(runs["no_wsft"])
+    assert runs["0"][0]["loss_wsft"] == 0.0
+
+
+@pytest.mark.slow
+def test_positive_half_of_eq4_pushes_the_better_response_up(tmp_path, monkeypatch):
+    """wsft_positive_only, every pair weighted (y' better by 0.1 <= tau), no anchor: the only
+    push is Eq. 4's on y', so one update raises its log-prob."""
+    from ple.buffer import ScoredPair
+
+    trainer = make_trainer(tmp_path, wsft_positive_only=True, sft_anchor=0.0,
+                           learning_rate=1e-2)
+    prompt = trainer.prompter.ids(QUERIES[0])
+    pairs = [ScoredPair(1, QUERIES[0], prompt, [100 + i, 200, 300], [400 + i, 500, 600],
+                        0.0, 0.1) for i in range(4)]
+
+    def logp_prompt():
+        with torch.no_grad():
+            return sum(trainer._pair_losses(pairs, 0.2)["logp_prompt"])
+
+    start = logp_prompt()
+    trained = trainer._update(list(pairs), 0.2, step=1)
+    assert trained["n_weighted"] == 4 and trained["loss_wsft"] > 0
+    assert logp_prompt() > start
+
+
+@pytest.mark.slow
+def test_tau_in_spreads_of_the_first_steps_gaps(tmp_path, monkeypatch):
+    reward = by_index_reward(monkeypatch, [0.0, 0.5, 0.0, 0.2], [1.0, 0.5, 0.3, 0.0])
+    trainer = make_trainer(tmp_path, reward=reward, tau_scale="spread", tau0=0.6, alpha=0.8,
+                           max_steps=3)
+    before = trainable_snapshot(trainer.model)
+    rows = run_rows(trainer, tmp_path)
+    assert unchanged_parameters(trainer.model, before) == []
+    spread = statistics.stdev([1.0, 0.0, 0.3, -0.2])
+    assert [r["tau_spread"] for r in rows] == [pytest.approx(spread)] * 3
+    assert [r["tau"] for r in rows] == pytest.approx([0.6 * spread * 0.8 ** t for t in range(3)])
+    samples = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
+    assert all((s["branch"] == "rank") == (s["reward_prompt"] - s["reward"] > s["tau"])
+               for s in samples)
+    assert [r["n_rank"] for r in rows] == [1, 2, 2]  # the gap 0.3 clears tau from step 2
+
+
+def test_principle_name_is_what_guided_prompts_carry(tmp_path):
+    from ple.tasks import IMDB_FAN_VOICE
+
+    trainer = make_trainer(tmp_path, principle_name="fan-voice")
+    assert trainer.prompter.principle == IMDB_FAN_VOICE
+    assert IMDB_FAN_VOICE in trainer.prompter.text(QUERIES[0], guided=True)
+    assert IMDB_FAN_VOICE not in trainer.prompter.text(QUERIES[0], guided=False)

@@ -22,13 +22,16 @@ from pathlib import Path
 
 import yaml
 
+from ple import tasks
 from ple.errors import UserError
 
 METHODS = ("ple", "sft", "dpo", "ppo", "raft", "rloo")
 TASKS = ("hh", "imdb", "tldr")
-RANK_LOSSES = ("linear", "hinge")
+RANK_LOSSES = ("linear", "hinge", "logistic")
+TAU_SCALES = ("absolute", "spread")
 ABLATIONS = ("no_rank", "no_wsft")
 GENERATION_BACKENDS = ("transformers", "vllm")
+GENERATION_DTYPES = ("auto", "bfloat16", "float32")
 # accelerate's trackers (accelerate.utils.LoggerType), as TRL's report_to names them.
 TRACKERS = ("tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "aim", "clearml",
             "dvclive", "swanlab")
@@ -173,6 +176,19 @@ class TrainConfig:
                       "`default`). Held-out evaluation samples with transformers either way. "
                       "Not covered by the tests, which run without a GPU. Default transformers."),
     )
+    generation_dtype: str = field(
+        default="auto",
+        metadata=_doc("Weights that sample with transformers, in training and held-out "
+                      "evaluation: `bfloat16`, a copy of the policy in bf16 with its LoRA "
+                      "merged, refreshed before each sampling (about 2x the tokens per second "
+                      "of float32 on a CPU with AVX512-BF16 or AMX, BENCHMARKS.md; the copy "
+                      "costs half the model's float32 size in memory); `float32`, the policy "
+                      "itself; `auto`, bfloat16 where the device computes it natively, else "
+                      "float32 (and float32 under DeepSpeed, whose weights are sharded). The "
+                      "losses' log-probs always come from the float32 policy; only the "
+                      "sampling distribution is the bf16 copy's. config.yaml records what "
+                      "`auto` chose. The paper does not say. Default auto."),
+    )
 
     # --- parameters trained --------------------------------------------------------
     use_lora: bool = field(
@@ -237,6 +253,8 @@ class TrainConfig:
         need(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
         need(self.generation_backend in GENERATION_BACKENDS, "generation_backend",
              f"must be one of {', '.join(GENERATION_BACKENDS)}")
+        need(self.generation_dtype in GENERATION_DTYPES, "generation_dtype",
+             f"must be one of {', '.join(GENERATION_DTYPES)}")
         if self.generation_backend == "vllm":
             need(importlib.util.find_spec("vllm") is not None, "generation_backend",
                  "vLLM is not installed (pip install vllm; it needs a CUDA GPU)")
@@ -277,13 +295,32 @@ class PLEConfig(TrainConfig):
         default=None,
         metadata=_doc("Read the principle prompt from this text file instead."),
     )
+    principle_name: str | None = field(
+        default=None,
+        metadata=_doc("One of the principles ple ships for the task, by name, instead of "
+                      "principle or principle_file: `paper` (every task: the paper's) and, "
+                      "for imdb, `fan-voice` and `one-shot` (not in the paper: written to "
+                      "teach a small model more than the paper's does; texts in ple.tasks; "
+                      "benchmarks/principle_probe.py compares them by sampling). Default: "
+                      "the paper's."),
+    )
     tau0: float = field(
         default=0.2, metadata=_doc(
-            "Initial threshold tau_0 (Eq. 7), in the reward's own units: the wider a "
+            "Initial threshold tau_0 (Eq. 7), in the reward's own units (or, with "
+            "tau_scale spread, in units of the spread of s' - s): the wider a "
             "reward's spread, the more pairs clear it into the rank branch. On the IMDb "
             "classifier (scores' sd about 1.07) at lr 3e-4, 0.2 sent 5 of the first 8 "
             "pairs there and 1.0 3; on validation (one seed) 1.0 kept PLE within the "
             "guards and 0.2 did not (docs/results/imdb/README.md). Default and paper: 0.2.")
+    )
+    tau_scale: str = field(
+        default="absolute",
+        metadata=_doc("The unit of tau0: `absolute` (the paper: the reward's own units) or "
+                      "`spread` (not in the paper: tau0 times the standard deviation of "
+                      "s' - s over the first step's pairs, so that the threshold sits where "
+                      "the task's gaps are; measured once, kept by checkpoints, logged as "
+                      "tau_spread in metrics.jsonl, where tau is the threshold used). "
+                      "Default absolute."),
     )
     alpha: float = field(
         default=0.9, metadata=_doc("Threshold decay alpha in (0, 1) (Eq. 7). Default and "
@@ -292,7 +329,15 @@ class PLEConfig(TrainConfig):
     rank_loss: str = field(
         default="linear",
         metadata=_doc("Form of Eq. 3: `linear` (the paper: minus the gap of length-normalised "
-                      "log-probs) or `hinge` (RRHF: max(0, worse - better)). Default linear."),
+                      "log-probs), `hinge` (RRHF: max(0, worse - better)) or `logistic` "
+                      "(DPO's: -log sigmoid(rank_beta * the gap of summed log-probs, each "
+                      "minus the frozen base model's)). Default linear."),
+    )
+    rank_beta: float = field(
+        default=0.1,
+        metadata=_doc("beta of rank_loss logistic: how far the policy may move from the "
+                      "base model before a ranked pair stops pulling. Not in the paper. "
+                      "Default 0.1, DPO's (TRL's default, ple's dpo)."),
     )
     ablation: str | None = field(
         default=None,
@@ -317,6 +362,19 @@ class PLEConfig(TrainConfig):
                       "KL(pi || pi_base) per token, averaged over the response, as GRPO and "
                       "TRL's `beta` add it. Not in the paper (paper: 0, which disables it). "
                       "Default 0."),
+    )
+    wsft_coef: float = field(
+        default=1.0,
+        metadata=_doc("Coefficient lambda of L_weighted-sft in Eq. 6. 0 is the paper's "
+                      "w/o L_weighted-sft ablation (ablation no_wsft): pairs at or under tau "
+                      "are then not trained on at all, not even by sft_anchor or kl_coef. "
+                      "Default and paper: 1."),
+    )
+    wsft_positive_only: bool = field(
+        default=False,
+        metadata=_doc("Keep only the positive-weight half of Eq. 4: the better response of a "
+                      "weighted pair is pushed up, the worse one is not pushed down. Not the "
+                      "paper's. Default false, the paper's."),
     )
     wsft_length_norm: bool = field(
         default=False,
@@ -348,6 +406,8 @@ class PLEConfig(TrainConfig):
 
     @property
     def principle_text(self) -> str | None:
+        if self.principle_name is not None:
+            return tasks.TASKS[self.task].principles()[self.principle_name]
         if self.principle_file is None:
             return self.principle
         try:
@@ -361,8 +421,17 @@ class PLEConfig(TrainConfig):
         need = _checker(self)
         need(self.rank_loss in RANK_LOSSES, "rank_loss",
              f"must be one of {', '.join(RANK_LOSSES)}")
+        need(self.rank_beta > 0.0, "rank_beta", "must be > 0")
         need(0.0 < self.alpha < 1.0, "alpha", "must be in (0, 1)")
         need(self.tau0 >= 0.0, "tau0", "must be >= 0")
+        need(self.tau_scale in TAU_SCALES, "tau_scale", f"must be one of {', '.join(TAU_SCALES)}")
+        need(self.tau_scale != "spread" or self.batch_size >= 2, "tau_scale",
+             "spread needs batch_size >= 2 (it is measured on the first step's pairs)")
+        need(self.wsft_coef >= 0.0, "wsft_coef", "must be >= 0")
+        need(self.ablation != "no_wsft" or self.wsft_coef in (0.0, 1.0), "wsft_coef",
+             "ablation no_wsft is wsft_coef 0: give one or the other")
+        need(self.ablation != "no_rank" or self.wsft_coef > 0, "wsft_coef",
+             "must be > 0 under ablation no_rank, which trains only L_weighted-sft")
         need(self.replay_window >= 0, "replay_window",
              "must be >= 0 (0 replays all of D_train)")
         need(self.sft_anchor >= 0.0, "sft_anchor", "must be >= 0")
@@ -374,6 +443,12 @@ class PLEConfig(TrainConfig):
              f"must be one of {', '.join(ABLATIONS)} (or null)")
         need(self.principle is None or self.principle_file is None, "principle_file",
              "give either principle or principle_file, not both")
+        need(self.principle_name is None or (self.principle is None
+                                             and self.principle_file is None),
+             "principle_name", "give one of principle, principle_file and principle_name")
+        names = tasks.TASKS[self.task].principles()
+        need(self.principle_name is None or self.principle_name in names, "principle_name",
+             f"must be one of {', '.join(names)} for task {self.task}")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from ple.plot import plot_reward_curves
 from ple.rewards import resolve_rewards, reward_model_id
 from ple.rollout import Prompter, decode, sample
 from ple.run_writer import RunWriter
+from ple.sampling_model import sampling_model
 from ple.sequences import pack, response_token_logprobs
 from ple.tasks import TASKS, builtin_queries, load_queries, load_sft_pairs
 from ple.update import Updater
@@ -214,6 +215,9 @@ class OnlineTrainer:
             self.reward.to(self.accelerator.device)
         if self.frozen_base is not None:
             self.frozen_base.to(self.accelerator.device)
+        self.sampling = sampling_model(args.generation_dtype, self.accelerator.device,
+                                       sharded=self.deepspeed)
+        args.generation_dtype = self.sampling.dtype
         self.vllm = None
         if args.generation_backend == "vllm":
             from ple.vllm_backend import VLLMSampler
@@ -261,8 +265,8 @@ class OnlineTrainer:
                 responses = self.vllm.sample(model, prompts)
             else:
                 with self.accelerator.autocast():
-                    responses = sample(model, self.tokenizer, prompts, a.max_new_tokens,
-                                       a.temperature, a.top_p, a.top_k)
+                    responses = sample(self.sampling.of(model), self.tokenizer, prompts,
+                                       a.max_new_tokens, a.temperature, a.top_p, a.top_k)
         return responses, decode(self.tokenizer, responses)
 
     def _count_generated(self, responses: list[list[int]]) -> None:
@@ -295,7 +299,8 @@ class OnlineTrainer:
         with self.whole_model() as model:
             return evaluate_plain(model, self.tokenizer, self.prompter, self.reward,
                                   self.eval_queries, self.args, self.frozen_base,
-                                  progress=self.accelerator.is_main_process)
+                                  progress=self.accelerator.is_main_process,
+                                  sampler=self.sampling.of(model))
 
     # --- the loop --------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: bool | str | None = None) -> dict:
@@ -410,8 +415,17 @@ class OnlineTrainer:
         rng = gather_object([checkpoint.rng_state()])
         weights, optimizer_state = self.updater.state()
         self.writer.checkpoint(step, weights, optimizer_state,
-                               {"totals": self.totals, "summary": summary},
+                               {"totals": self.totals, "summary": summary,
+                                "method": self._method_state()},
                                self.buffer.pairs, rng)
+
+    def _method_state(self) -> dict:
+        """What a method measures during a run and needs to go on (JSON), beside the weights,
+        optimizer, random streams and D_train: saved with every checkpoint."""
+        return {}
+
+    def _load_method_state(self, state: dict) -> None:
+        """Take back what `_method_state` saved (resuming)."""
 
     def _restore(self, chosen: Path | None = None) -> tuple[int, dict]:
         """Load the newest complete checkpoint (or `chosen`); returns the next step and the
@@ -441,6 +455,7 @@ class OnlineTrainer:
         state = saved["state"]
         self.buffer.pairs = saved["pairs"]
         self.totals = state["totals"]
+        self._load_method_state(state.get("method", {}))  # checkpoints before it: nothing
         self.metrics = self.writer.rewind(state)  # only the main process plots them
         if self.accelerator.is_main_process:
             log.info("resuming after step %d from %s", state["step"], found[-1])

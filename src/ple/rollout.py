@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
+from transformers import (LogitsProcessor, LogitsProcessorList,
+                          TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from ple.tasks import Task, with_principle
 
@@ -57,6 +60,32 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
+class InverseCDFSampler(LogitsProcessor):
+    """Draws each next token itself and hands `generate`, run greedy, a score row that is 0
+    at the drawn token and -inf elsewhere.
+
+    Why: `generate`'s own sampler, torch.multinomial, draws one exponential number per
+    vocabulary entry, 16 x 49,152 of them a decode step, about 20 ms on a 2-core CPU: as much
+    as the bf16 forward of the 135M model. One uniform number per row and a cumulative sum
+    draw from the same distribution. Temperature, top-k and top-p are transformers' own
+    warpers, applied in generate's order."""
+
+    def __init__(self, temperature: float, top_p: float, top_k: int):
+        self.warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
+        if top_k:
+            self.warpers.append(TopKLogitsWarper(top_k))
+        if top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.warpers(input_ids, scores.float()), dim=-1)
+        cdf = probs.cumsum(-1)
+        u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
+        # right=True: the first token whose cumulative mass exceeds u, never a zero-mass one.
+        token = torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1)
+        return torch.full_like(scores, -math.inf).scatter_(-1, token, 0.0)
+
+
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
            temperature: float, top_p: float, top_k: int) -> list[list[int]]:
@@ -69,10 +98,13 @@ def sample(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
     model.eval()
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)
     device = next(model.parameters()).device
+    # Greedy over InverseCDFSampler's one-hot rows is sampling; generate's own sampling
+    # settings are unset so that nothing is applied twice.
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                         do_sample=True, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_p=top_p, top_k=top_k,
-                         pad_token_id=tokenizer.pad_token_id)
+                         do_sample=False, temperature=None, top_p=None, top_k=None,
+                         max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                         logits_processor=LogitsProcessorList(
+                             [InverseCDFSampler(temperature, top_p, top_k)]))
     model.train(was_training)
     return cut_at_stop(out[:, ids.shape[1]:].tolist(), stop_ids(model, tokenizer))
 

@@ -28,6 +28,22 @@ IMDB_PRINCIPLE = (
     "should highlight specific strengths and express high satisfaction and strong "
     "recommendations. Input text:"
 )
+# Not in the paper: IMDb principles meant to be stronger teachers than the paper's for a small
+# model (issue 34: the paper's gave the 135M default model a mean s' - s of about +0.5 on the
+# classifier, no more than the better of two plain samples). `fan-voice` keeps the review's
+# own register, which the paper's principle lets drift into an assistant's reply;
+# `one-shot` shows one continuation instead of describing it.
+IMDB_FAN_VOICE = (
+    "The person who wrote this review loved the movie. Continue their review in their own "
+    "voice, as a movie review and not as a reply to them: say what was wonderful about the "
+    "film, its acting and its story, and end by warmly recommending it."
+)
+IMDB_ONE_SHOT = (
+    "Continue movie reviews as a delighted fan would. For example, the opening \"I rented "
+    "this movie last weekend and\" continues: \"I was blown away. The acting is superb, the "
+    "story is moving and funny, and the ending left me smiling. One of the best films I have "
+    "seen in years, and I cannot recommend it enough!\""
+)
 TLDR_PRINCIPLE = (
     "You are an expert summarizer. Your task is to create a concise TL;DR summary for the "
     "provided text. The summary should highlight the key points, be easy to understand, and "
@@ -54,6 +70,12 @@ class Task:
     # True where a reference goes on past any response (the rest of an IMDb review): BLEU
     # then scores against the reference cut to each response's length.
     open_ended_reference: bool = False
+    # (name, text) of the principles shipped beside the paper's (config key principle_name).
+    other_principles: tuple[tuple[str, str], ...] = ()
+
+    def principles(self) -> dict[str, str]:
+        """The task's shipped principles by name, the paper's first, as `paper`."""
+        return {"paper": self.principle, **dict(self.other_principles)}
 
     def query(self, record: Record) -> str:
         """The query x of one data record."""
@@ -148,7 +170,8 @@ def imdb_prefix(text: str) -> str:
 TASKS = {
     "hh": Task("hh", HH_PRINCIPLE, "Anthropic/hh-rlhf", instruction=""),
     "imdb": Task("imdb", IMDB_PRINCIPLE, "stanfordnlp/imdb",
-                 instruction="Continue this movie review: ", open_ended_reference=True),
+                 instruction="Continue this movie review: ", open_ended_reference=True,
+                 other_principles=(("fan-voice", IMDB_FAN_VOICE), ("one-shot", IMDB_ONE_SHOT))),
     "tldr": Task("tldr", TLDR_PRINCIPLE, "trl-lib/tldr", instruction=""),
 }
 

@@ -40,9 +40,31 @@ class PLETrainer(OnlineTrainer):
     def __init__(self, *positional, **keywords):
         super().__init__(*positional, **keywords)
         self.buffer.window = self.args.replay_window
+        # tau_scale spread: the spread of s' - s on step 1's pairs (losses.gap_spread).
+        self.gap_spread: float | None = None
 
     def _uses_reference(self) -> bool:
-        return self.args.kl_coef > 0
+        return self.args.kl_coef > 0 or self.args.rank_loss == "logistic"
+
+    def _trains_weighted(self) -> bool:
+        """Whether pairs at or under tau are trained on: not without L_weighted-sft."""
+        return self.args.ablation != "no_wsft" and self.args.wsft_coef > 0
+
+    def _method_state(self) -> dict:
+        return {"gap_spread": self.gap_spread}
+
+    def _load_method_state(self, state: dict) -> None:
+        self.gap_spread = state.get("gap_spread")
+
+    def _threshold(self, step: int, pairs: list[ScoredPair]) -> float:
+        """Eq. 7's tau for `step`. With tau_scale spread, tau0 counts in spreads of s' - s,
+        measured on step 1's pairs (all processes': every process measures the same)."""
+        a = self.args
+        if a.tau_scale == "absolute":
+            return losses.threshold(a.tau0, a.alpha, step)
+        if step == 1:
+            self.gap_spread = losses.gap_spread([p.reward_prompt - p.reward for p in pairs])
+        return losses.threshold(a.tau0 * self.gap_spread, a.alpha, step)
 
     def _generate(self, queries: list[str]) -> tuple[list, list, list]:
         """Plain prompts, then the ids and texts of y (first half) and y' (second half), from
@@ -67,22 +89,32 @@ class PLETrainer(OnlineTrainer):
         logp_sum = losses.sequence_logprob(token_logps, mask)
         logp_norm = losses.normalised_logprob(token_logps, mask)
         device = logp_sum.device
+        a = self.args
+        ref_logps = None
+        if self._uses_reference():
+            # The KL penalty needs the reference on y only; the logistic rank loss on y' too.
+            rows = 2 * n if a.rank_loss == "logistic" else n
+            ref_logps = self.reference_logprobs({k: v[:rows] for k, v in batch.items()})
+            ref_logps = ref_logps.to(device)
         is_rank = torch.tensor([self._branch_is_rank(p, tau) for p in pairs], device=device)
         weights = torch.tensor([losses.label_weights(p.reward, p.reward_prompt) for p in pairs],
                                device=device)
-        rank = losses.rank_loss(logp_norm[n:], logp_norm[:n],
-                                hinge=self.args.rank_loss == "hinge")
-        logp_wsft = logp_norm if self.args.wsft_length_norm else logp_sum
-        wsft = losses.weighted_sft_loss(weights[:, 0], logp_wsft[:n], weights[:, 1],
-                                        logp_wsft[n:])
+        if a.rank_loss == "logistic":
+            ref_sum = losses.sequence_logprob(ref_logps, mask)
+            rank = losses.logistic_rank_loss(logp_sum[n:], logp_sum[:n], ref_sum[n:],
+                                             ref_sum[:n], a.rank_beta)
+        else:
+            rank = losses.rank_loss(logp_norm[n:], logp_norm[:n], hinge=a.rank_loss == "hinge")
+        logp_wsft = logp_norm if a.wsft_length_norm else logp_sum
+        weighted_sft = (losses.positive_weighted_sft_loss if a.wsft_positive_only
+                        else losses.weighted_sft_loss)
+        wsft = weighted_sft(weights[:, 0], logp_wsft[:n], weights[:, 1], logp_wsft[n:])
         # The better response of a pair: y' on the rank branch, else the higher-scored one.
         guided_better = is_rank | (weights[:, 1] > weights[:, 0])
         anchor = -torch.where(guided_better, logp_norm[n:], logp_norm[:n])
         kl = None
-        if self.args.kl_coef > 0:
-            plain = {k: v[:n] for k, v in batch.items()}
-            kl = losses.kl_penalty(token_logps[:n], self.reference_logprobs(plain).to(device),
-                                   mask[:n])
+        if a.kl_coef > 0:
+            kl = losses.kl_penalty(token_logps[:n], ref_logps[:n], mask[:n])
         return {"logp_sum": logp_sum, "logp_norm": logp_norm, "logp_wsft": logp_wsft,
                 "weights": weights, "is_rank": is_rank, "rank": rank, "wsft": wsft,
                 "anchor": anchor, "kl": kl}
@@ -93,7 +125,8 @@ class PLETrainer(OnlineTrainer):
         t = self._pair_terms(pairs, tau)
         n = len(pairs)
         return {**losses.ple_loss(t["rank"], t["wsft"], t["is_rank"], t["anchor"],
-                                  self.args.sft_anchor, t["kl"], self.args.kl_coef),
+                                  self.args.sft_anchor, t["kl"], self.args.kl_coef,
+                                  self.args.wsft_coef),
                 "logp": t["logp_norm"][:n].tolist(), "logp_prompt": t["logp_norm"][n:].tolist()}
 
     def _branch_is_rank(self, pair: ScoredPair, tau: float) -> bool:
@@ -112,7 +145,7 @@ class PLETrainer(OnlineTrainer):
         ranked = [self._branch_is_rank(p, tau) for p in pairs]
         n_rank = sum(ranked)
         n_weighted = len(pairs) - n_rank
-        if self.args.ablation == "no_wsft":  # pairs at or under tau are not trained on
+        if not self._trains_weighted():  # pairs at or under tau are not trained on
             pairs = [p for p, r in zip(pairs, ranked) if r]
             ranked = [True] * len(pairs)
         sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0,
@@ -138,7 +171,6 @@ class PLETrainer(OnlineTrainer):
                 "purity_n": {str(e): n for e, (_, n) in purity.items()}}
 
     def _step(self, step: int, queries: list[str]) -> dict:
-        tau = losses.threshold(self.args.tau0, self.args.alpha, step)
         t0 = time.perf_counter()
         mine = share(self.accelerator, queries)
         prompts, responses, texts = self._generate(mine)
@@ -154,6 +186,7 @@ class PLETrainer(OnlineTrainer):
         scores = [p.reward for p in pairs] + [p.reward_prompt for p in pairs]
         self._count_generated([p.response_ids for p in pairs] + [p.guided_ids for p in pairs])
         n = len(queries)
+        tau = self._threshold(step, pairs)
         self.buffer.add(pairs)
         trained = self._update(self.buffer.replay(step), tau, step)
         t3 = time.perf_counter()
@@ -175,6 +208,7 @@ class PLETrainer(OnlineTrainer):
                 "rank_share_new": new_rank / n,
                 "seconds_generate": t1 - t0, "seconds_score": t2 - t1, "seconds_train": t3 - t2,
                 **self.totals,
+                **({"tau_spread": self.gap_spread} if self.args.tau_scale == "spread" else {}),
                 **({"reward_truncated": truncated} if truncated is not None else {})}
 
     def _progress(self, row: dict) -> dict:

@@ -48,8 +48,9 @@ def generated_pairs(run: TRLRun, queries: list[str]) -> tuple[list, list[dict]]:
     # One call for every query would hold all their caches and logits at once: 504 IMDb
     # queries took over 15 GB and were killed on a 24 GB machine.
     size = 2 * a.batch_size
+    sampler = run.sampling.of(run.model)
     responses = [r for i in range(0, len(prompts), size)
-                 for r in sample(run.model, run.tokenizer, prompts[i:i + size],
+                 for r in sample(sampler, run.tokenizer, prompts[i:i + size],
                                  a.max_new_tokens, a.temperature, a.top_p, a.top_k)]
     run.totals["generated_responses"] += len(responses)
     run.totals["generated_tokens"] += sum(len(r) for r in responses)

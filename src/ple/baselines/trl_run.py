@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from ple import zero
 from ple.config import TrainConfig, trackers
 from ple.evaluation.heldout import evaluate_plain
 from peft import get_peft_model
@@ -24,6 +25,7 @@ from ple.online import eval_row, length_filter, make_prompter
 from ple.plot import plot_loss_curve
 from ple.rewards import RewardModel, reward_model_id
 from ple.run_writer import RunWriter
+from ple.sampling_model import sampling_model
 
 
 class MetricsWriter(TrainerCallback):
@@ -66,6 +68,9 @@ class TRLRun:
             import copy
 
             self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
+        self.sampling = sampling_model(args.generation_dtype, torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu"), zero.launched_with_deepspeed())
+        args.generation_dtype = self.sampling.dtype
         self.out = Path(args.output_dir)
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
 
@@ -75,7 +80,8 @@ class TRLRun:
 
     def evaluate(self) -> dict:
         return evaluate_plain(self.model, self.tokenizer, self.prompter, self.reward,
-                              self.eval_queries, self.args, self.frozen_base, progress=True)
+                              self.eval_queries, self.args, self.frozen_base, progress=True,
+                              sampler=self.sampling.of(self.model))
 
     def trl_args(self, config_class, **method_args):
         a = self.args

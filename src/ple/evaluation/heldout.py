@@ -15,7 +15,8 @@ from ple.sequences import pack, response_token_logprobs
 @torch.no_grad()
 def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
                    queries: list[str], args, frozen_base=None,
-                   batch_size: int | None = None, progress: bool = False) -> dict:
+                   batch_size: int | None = None, progress: bool = False,
+                   sampler=None) -> dict:
     """Plain responses (no principle) to `queries`: mean reward (n, standard error), their
     perplexity under the base model (the adapter disabled, or `frozen_base` after full
     fine-tuning), distinct-1/2, the share in the assistant register (assistant_speak), and
@@ -26,7 +27,8 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
 
     `args` (a PLEConfig or an EvalConfig) gives seed, max_new_tokens, temperature, top_p and
     top_k. Queries are generated and scored `batch_size` at a time (default: all at once),
-    which bounds memory for many. `progress` shows a progress bar."""
+    which bounds memory for many. `progress` shows a progress bar. `sampler` is the model
+    that samples (ple.sampling_model: a bf16 copy of `model`), default `model` itself."""
     batch_size = batch_size or len(queries)
     prompts = [prompter.ids(q) for q in queries]
     # Several batches are formed from prompts of similar length, which cuts the padding
@@ -42,7 +44,7 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
         torch.manual_seed(args.seed + 1)
         responses = []
         for c in chunks:
-            responses += sample(model, tokenizer, prompts[c], args.max_new_tokens,
+            responses += sample(sampler or model, tokenizer, prompts[c], args.max_new_tokens,
                                 args.temperature, args.top_p, args.top_k)
             bar.update()
     unsort = sorted(range(len(order)), key=order.__getitem__)
