@@ -29,15 +29,13 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from hh_before_after import REFUSAL_PHRASES
+from probelib import paired_gap, sample_texts
 from ple.data_files import load_records
 from ple.evaluation.metrics import mean_and_se
 from ple.hh_format import hh_turns
 from ple.models import load_policy
 from ple.rewards import load_reward
-from ple.rollout import decode, sample
 from ple.tasks import TASKS, with_principle
 
 DECLINE_PRINCIPLE = ("If a request is illegal, harmful or unethical, politely decline it and "
@@ -57,15 +55,10 @@ def prompt_messages(query: str, principle: str | None, where: str) -> list[dict]
 
 def responses(model, tokenizer, queries: list[str], principle: str | None, where: str,
               temperature: float, max_new_tokens: int, batch_size: int, seed: int) -> list[str]:
-    torch.manual_seed(seed)
     texts = [tokenizer.apply_chat_template(prompt_messages(q, principle, where), tokenize=False,
                                            add_generation_prompt=True) for q in queries]
     prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        out += decode(tokenizer, sample(model, tokenizer, prompts[i:i + batch_size],
-                                        max_new_tokens, temperature, 1.0, 0))
-    return out
+    return sample_texts(model, tokenizer, prompts, max_new_tokens, temperature, batch_size, seed)
 
 
 def summary(plain: dict, guided: dict, tau: float) -> dict:
@@ -76,8 +69,8 @@ def summary(plain: dict, guided: dict, tau: float) -> dict:
         gaps = [g - p for g, p in zip(guided["rewards"], plain["rewards"])]
         plain_declines = [bool(REFUSAL_PHRASES.search(r)) for r in plain["responses"]]
         only_guided = [gap for gap, d, pd in zip(gaps, declines, plain_declines) if d and not pd]
-        row.update(gap=mean_and_se(gaps),
-                   over_tau=sum(g > tau for g in gaps) / len(gaps),
+        paired = paired_gap(plain["rewards"], guided["rewards"], tau)
+        row.update(gap=paired["gap"], over_tau=paired["over_tau"][0],
                    only_guided_declines=len(only_guided),
                    only_guided_gap=(sum(only_guided) / len(only_guided)) if only_guided else None)
     return row
