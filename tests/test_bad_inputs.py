@@ -77,3 +77,17 @@ def test_adapter_for_another_base_model(tmp_path):
 def test_wrong_flag_types(flag, value, message, tmp_path):
     result = run_ple("train", "--model", "tiny", flag, value, "--output-dir", str(tmp_path / "o"))
     assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--tau-scale", "relative"], "config key `tau_scale` = 'relative': must be one of "
+                                  "absolute, spread"),
+    (["--ablation", "no_wsft", "--wsft-coef", "0.3"],
+     "config key `wsft_coef` = 0.3: ablation no_wsft is wsft_coef 0: give one or the other"),
+    (["--principle-name", "nice"], "config key `principle_name` = 'nice': must be one of "
+                                   "paper, fan-voice, one-shot for task imdb"),
+])
+def test_ple_design_settings_refused_before_anything_loads(flags, message, tmp_path):
+    out = tmp_path / "out"
+    result = run_ple("train", "--model", "tiny", *flags, "--output-dir", str(out))
+    assert_refused(result, message, out)
