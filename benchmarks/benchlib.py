@@ -140,6 +140,6 @@ def publish(args, title: str, lines: list[str], numbers: dict) -> None:
 def add_output_arguments(parser) -> None:
     """The flags every benchmark shares: the seed and where its numbers go."""
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="write every number to this JSON file")
+    parser.add_argument("--out", "--json", help="write every number to this JSON file")
     parser.add_argument("--append-markdown", help="append a section to this file "
                         "(e.g. BENCHMARKS.md)")

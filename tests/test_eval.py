@@ -492,3 +492,33 @@ def test_paired_difference_and_95_percent_intervals():
     assert ci95([(0.4, 0.1)]) == (0.4, pytest.approx(0.196))
     mean, half = ci95([(1.0, 9.0), (2.0, 9.0), (3.0, 9.0)])  # the seeds' spread, not their SE
     assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
+
+
+def test_scoring_in_row_chunks_gives_what_scoring_at_once_gives(monkeypatch):
+    """The held-out log-probs are formed SCORE_ROWS sequences at a time, apart from the
+    generation batches: how many rows are scored together changes no number."""
+    import copy
+
+    from ple.evaluation import heldout
+    from ple.evaluation.evaluate import EvalConfig
+    from ple.models import load_policy
+    from ple.rewards.vader import VaderReward
+
+    model, tokenizer = load_policy("tiny", seed=0)
+    frozen = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        model.lm_head.weight.add_(0.05 * torch.randn_like(model.lm_head.weight))
+    queries = [" ".join(t.split()[:4 + i % 5]) for i, t in enumerate(POSITIVE * 2)]
+
+    def evaluated(rows: int) -> dict:
+        monkeypatch.setattr(heldout, "SCORE_ROWS", rows)
+        return heldout.evaluate_plain(model, tokenizer, prompter(tokenizer), VaderReward(),
+                                      queries, EvalConfig(max_new_tokens=6), frozen,
+                                      batch_size=5)
+
+    apart, together = evaluated(2), evaluated(64)
+    assert [s["response"] for s in apart["samples"]] == \
+        [s["response"] for s in together["samples"]]
+    assert [s["kl"] for s in apart["samples"]] == \
+        pytest.approx([s["kl"] for s in together["samples"]], abs=1e-4)
+    assert apart["base_perplexity"] == pytest.approx(together["base_perplexity"], rel=1e-5)

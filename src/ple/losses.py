@@ -9,18 +9,18 @@ import math
 import statistics
 
 import torch
+from trl.trainer.utils import selective_log_softmax
 
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log pi(y^j | y^<j, x) for each response token, zero where `mask` is 0.
 
-    `logits[b, j]` are the scores that predict `labels[b, j]`. The log-softmax is formed only
-    at the gathered label (logit minus logsumexp), so no B x T x V log-probability tensor is
+    `logits[b, j]` are the scores that predict `labels[b, j]`. TRL's selective log-softmax
+    forms the log-softmax only at the gathered label, one sequence at a time, so neither a
+    B x T x V log-probability tensor nor a B x T x V temporary of the normaliser is
     materialised; callers pass logits for response positions only, never for the prompt.
     """
-    picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    logp = picked - torch.logsumexp(logits, dim=-1)
-    return logp * mask
+    return selective_log_softmax(logits, labels) * mask
 
 
 def sequence_logprob(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
