@@ -98,6 +98,8 @@ def test_out_of_range_values_name_the_key(key, value, rule):
     ({"ablation": "no_rank", "wsft_coef": 0.0}, "wsft_coef", "trains only L_weighted-sft"),
     ({"principle_name": "paper", "principle": "Be nice."}, "principle_name", "give one of"),
     ({"task": "hh", "principle_name": "one-shot"}, "principle_name", "one of paper for task hh"),
+    ({"method": "ple", "beta": 0.1}, "beta", "KL weight of dpo and rloo; method ple"),
+    ({"method": "dpo", "beta": 0.0}, "beta", "must be > 0"),
 ])
 def test_conflicting_design_settings_name_the_key(settings, key, rule):
     with pytest.raises(UserError, match=f"^config key `{key}` = .*{rule}"):

@@ -123,6 +123,7 @@ def test_dpo_samples_its_pairs_a_batch_of_queries_at_a_time(monkeypatch):
     run = SimpleNamespace(args=SimpleNamespace(batch_size=3, max_new_tokens=4, temperature=1.0,
                                                top_p=1.0, top_k=0),
                           prompter=SimpleNamespace(ids=lambda q: [len(q)]), model=None,
+                          sampling=SimpleNamespace(of=lambda model: model),
                           tokenizer=None, reward=None,
                           totals={"generated_responses": 0, "generated_tokens": 0})
     queries = [f"query {i}" for i in range(7)]
@@ -168,3 +169,19 @@ def test_rloo_through_trl(tmp_path):
     samples = [json.loads(line) for line in open(out / "samples.jsonl")]
     assert [s["step"] for s in samples] == [1] * 4 + [2] * 4
     assert unchanged_lora(out / "adapter") == []
+
+
+def test_beta_is_the_kl_weight_trl_gets_for_dpo_and_rloo():
+    from types import SimpleNamespace
+
+    from ple.baselines.dpo import train_dpo
+    from ple.baselines.rloo import rloo_args
+    from ple.config import load_config
+
+    assert rloo_args(load_config(None, {"method": "rloo", "beta": 0.3}))["beta"] == 0.3
+    assert "beta" not in rloo_args(load_config(None, {"method": "rloo"}))  # TRL's default
+    for beta, expected in ((0.5, {"beta": 0.5}), (None, {})):
+        run = SimpleNamespace(args=load_config(None, {"method": "dpo", "beta": beta}),
+                              prompt=lambda q: q, run=lambda *args, **kwargs: kwargs)
+        passed = train_dpo(run, pairs=[("q", "good", "bad")])
+        assert {k: v for k, v in passed.items() if k == "beta"} == expected

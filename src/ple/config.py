@@ -190,6 +190,14 @@ class TrainConfig:
                       "`auto` chose. The paper does not say. Default auto."),
     )
 
+    beta: float | None = field(
+        default=None,
+        metadata=_doc("KL weight toward the reference (the model with its adapter disabled) "
+                      "of the TRL methods: dpo's beta (TRL's default 0.1) and rloo's beta "
+                      "(TRL's default 0.05); the strength a reward-KL frontier sweeps. Other "
+                      "methods have their own (PLE kl_coef, PPO ppo_kl_coef). Default: TRL's."),
+    )
+
     # --- parameters trained --------------------------------------------------------
     use_lora: bool = field(
         default=True, metadata=_doc("Train a LoRA adapter (lora_r, lora_alpha, lora_dropout "
@@ -273,6 +281,9 @@ class TrainConfig:
                  f"{tracker} is not installed (pip install {tracker})")
         need(self.sft_steps == 0 or self.sft_data is not None, "sft_steps",
              "needs sft_data (the supervised data to warm up on)")
+        need(self.beta is None or self.method in ("dpo", "rloo"), "beta",
+             f"is the KL weight of dpo and rloo; method {self.method} has its own")
+        need(self.beta is None or self.beta > 0, "beta", "must be > 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

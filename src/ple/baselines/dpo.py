@@ -84,5 +84,6 @@ def train_dpo(run: TRLRun, pairs: list[tuple[str, str, str]] | None = None,
                             "to learn from")
     dataset = Dataset.from_list([{"prompt": run.prompt(q), "chosen": c, "rejected": r}
                                  for q, c, r in pairs])
-    return run.run(DPOTrainer, DPOConfig, dataset, samples=rows,
+    beta = {} if run.args.beta is None else {"beta": run.args.beta}
+    return run.run(DPOTrainer, DPOConfig, dataset, samples=rows, **beta,
                    max_length=run.args.max_prompt_tokens + run.args.max_new_tokens)

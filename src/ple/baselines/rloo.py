@@ -1,7 +1,7 @@
 """RLOO (Ahmadian et al. 2024) with TRL's RLOOTrainer: the maintained online-RL baseline.
 
 Two responses per query (TRL's default `num_generations`), each baselined by the other's
-reward; KL to the adapter-disabled reference with TRL's default beta 0.05. The reward is
+reward; KL to the adapter-disabled reference weighted by `beta` (TRL's default 0.05). The reward is
 ple's, called on the plain query through a bridge that also writes samples.jsonl and counts
 the generation budget.
 """
@@ -42,7 +42,8 @@ class RewardBridge:
 def rloo_args(a: TrainConfig) -> dict:
     """The RLOOConfig values ple sets on top of TRLRun.trl_args: 2 responses per query,
     the batch's queries in one generation batch, ple's sampling parameters."""
-    return dict(num_generations=GENERATIONS,
+    beta = {} if a.beta is None else {"beta": a.beta}
+    return dict(**beta, num_generations=GENERATIONS,
                 per_device_train_batch_size=GENERATIONS * a.batch_size,
                 max_completion_length=a.max_new_tokens, temperature=a.temperature,
                 top_p=a.top_p, top_k=a.top_k)
