@@ -125,12 +125,13 @@ class TrainConfig:
                       "CPU, where autocast is off. The paper does not say. Default true."),
     )
     gradient_checkpointing: bool = field(
-        default=False,
+        default=True,
         metadata=_doc("Recompute each layer's activations in the backward pass instead of "
                       "keeping them from the forward pass: less memory for a longer train "
-                      "phase (BENCHMARKS.md measures both). Off during generation. Passed to "
-                      "TRL for sft, dpo and rloo, whose own default is on. The paper does not "
-                      "say. Default false."),
+                      "phase (BENCHMARKS.md measures both: a default-model PLE step at the "
+                      "demo's settings peaks near 3 GB with it, near 5 GB without). Off during "
+                      "generation. Passed to TRL for sft, dpo and rloo. The paper does not "
+                      "say. Default true, as TRL's trainers."),
     )
     learning_rate: float = field(
         default=3e-4,
