@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ TAU_SCALES = ("absolute", "spread")
 ABLATIONS = ("no_rank", "no_wsft")
 GENERATION_BACKENDS = ("transformers", "vllm")
 GENERATION_DTYPES = ("auto", "bfloat16", "float32")
+# model_init_kwargs' dtype names, as TRL's create_model_from_path takes them.
+MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 # accelerate's trackers (accelerate.utils.LoggerType), as TRL's report_to names them.
 TRACKERS = ("tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "aim", "clearml",
             "dvclive", "swanlab")
@@ -63,6 +66,17 @@ class TrainConfig:
         default="default",
         metadata=_doc("Policy: hub id, local directory, .gguf file, `default` "
                       "(SmolLM2-135M-Instruct, offline) or `tiny` (random, for tests)."),
+    )
+    model_init_kwargs: dict | str | None = field(
+        default=None,
+        metadata=_doc("Keyword arguments for from_pretrained when the policy is loaded from a "
+                      "name (not a model given in Python), as TRL's GRPOConfig field of that "
+                      "name: e.g. {dtype: bfloat16, attn_implementation: sdpa} in YAML, JSON "
+                      "on the command line. dtype is auto, bfloat16, float16 or float32; "
+                      "trust_remote_code is refused (ple never runs a model's own code). "
+                      "Default none: dtype float32 (TRL's default), except for LoRA on a "
+                      "CUDA GPU with bf16 (and bf16 true, no DeepSpeed), where the frozen "
+                      "base loads in bfloat16 (half the memory; the adapter stays float32)."),
     )
     reward: str | None = field(
         default=None,
@@ -237,7 +251,31 @@ class TrainConfig:
                       "samples.jsonl are written either way. Default none."),
     )
 
+    # transformers.Trainer's Hub settings (push_to_hub after train(), hub_model_id).
+    push_to_hub: bool = field(
+        default=False,
+        metadata=_doc("After training, upload the trained model as save_model writes it "
+                      "(adapter or model, tokenizer, model card naming the base model by its "
+                      "Hub id) with config.yaml, metrics.jsonl, summary.json and the plots to "
+                      "the Hub repository hub_model_id, as transformers.Trainer's push_to_hub "
+                      "(the token: `hf auth login` or HF_TOKEN). Default false."),
+    )
+    hub_model_id: str | None = field(
+        default=None,
+        metadata=_doc("The Hub repository push_to_hub uploads to, `name` (in your namespace) "
+                      "or `namespace/name`, as transformers.Trainer's. Default: the name of "
+                      "output_dir."),
+    )
+    hub_private_repo: bool | None = field(
+        default=None,
+        metadata=_doc("Create the repository private, if push_to_hub creates it. Default: the "
+                      "Hub's default (public unless your organisation says otherwise)."),
+    )
+
     def __post_init__(self):
+        # As TrainingArguments takes its dict fields: a flag gives JSON, Python a dict (or
+        # torch dtypes, recorded by name so that config.yaml can hold them).
+        self.model_init_kwargs = _init_kwargs(self.model_init_kwargs)
         self.validate()
 
     def validate(self) -> None:
@@ -285,6 +323,20 @@ class TrainConfig:
         need(self.beta is None or self.method in ("dpo", "rloo"), "beta",
              f"is the KL weight of dpo and rloo; method {self.method} has its own")
         need(self.beta is None or self.beta > 0, "beta", "must be > 0")
+        kwargs = self.model_init_kwargs or {}
+        need(isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs),
+             "model_init_kwargs", "must be a mapping of from_pretrained's keyword arguments "
+             "(YAML mapping, or a JSON object on the command line)")
+        need(kwargs.get("dtype") in (None, *MODEL_DTYPES), "model_init_kwargs",
+             f"dtype must be one of {', '.join(MODEL_DTYPES)}")
+        need("torch_dtype" not in kwargs, "model_init_kwargs",
+             "torch_dtype is called dtype (transformers 5)")
+        need("trust_remote_code" not in kwargs, "model_init_kwargs",
+             "ple never trusts remote code (no trust_remote_code)")
+        need(isinstance(kwargs.get("attn_implementation", ""), str), "model_init_kwargs",
+             "attn_implementation must be a string (eager, sdpa, flash_attention_2, ...)")
+        need(self.hub_model_id is None or _repo_id_ok(self.hub_model_id), "hub_model_id",
+             "must be a Hub repository id: `name` or `namespace/name`")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -542,6 +594,30 @@ def config_class(method: str) -> type[TrainConfig]:
     return next((cls for cls in CONFIGS[1:] if method in cls.methods), TrainConfig)
 
 
+def _init_kwargs(value):
+    """model_init_kwargs as the config keeps it: a dict (a JSON string parsed; a torch dtype
+    by its name), or what validate then refuses."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise UserError(f"config key `model_init_kwargs` = {value!r}: not a JSON object "
+                            f"(e.g. '{{\"dtype\": \"bfloat16\"}}')") from None
+    if isinstance(value, dict) and type(value.get("dtype")).__module__ == "torch":
+        value = {**value, "dtype": str(value["dtype"]).removeprefix("torch.")}
+    return value
+
+
+def _repo_id_ok(repo_id) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except (HFValidationError, TypeError):
+        return False
+    return True
+
+
 def _checker(cfg: TrainConfig):
     def need(ok: bool, key: str, rule: str):
         if not ok:
@@ -560,6 +636,8 @@ def field_type(name: str) -> tuple[type, bool]:
     """The base type of a config field and whether it may be None."""
     hint = _HINTS[name]
     args = typing.get_args(hint)
+    if dict in args:  # model_init_kwargs: a mapping in YAML (the str is for flags' JSON)
+        return dict, True
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         (base,) = [a for a in args if a is not type(None)]
         return base, True
