@@ -76,15 +76,16 @@ def dataset_queries(dataset, what: str) -> tuple[list[str], dict[str, QueryInfo]
     return queries, info
 
 
-def resolve_model(model, processing_class, seed: int):
+def resolve_model(model, processing_class, seed: int, init_kwargs: dict | None = None):
     """(model, tokenizer, name) from what a trainer was given: a name as `--model` takes it
-    (hub id, directory, .gguf, `default`, `tiny`), or a loaded causal LM with its tokenizer
+    (hub id, directory, .gguf, `default`, `tiny`), loaded with from_pretrained's
+    `init_kwargs` (ple.models.init_kwargs), or a loaded causal LM with its tokenizer
     (`processing_class`; else the one saved beside the model's weights). `name` is what
     config.yaml records, so that `ple eval` and `--resume` can load the same model."""
     from ple.models import load_policy
 
     if isinstance(model, str):
-        loaded, tokenizer = load_policy(model, seed)
+        loaded, tokenizer = load_policy(model, seed, init_kwargs)
         return loaded, processing_class or tokenizer, model
     name = getattr(model, "name_or_path", "") or ""
     if processing_class is None:

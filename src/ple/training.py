@@ -122,7 +122,7 @@ def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False
     if in_trl and resume:
         raise UserError(f"--resume: method {cfg.method} is trained by TRL in one go; start it "
                         f"again with --overwrite")
-    from ple.models import context_length, load_policy, load_tokenizer, paper_lora
+    from ple.models import context_length, init_kwargs, load_policy, load_tokenizer, paper_lora
     from ple.online import check_context, length_filter, make_prompter
     from ple.rewards import load_reward
 
@@ -149,7 +149,8 @@ def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False
                         "max_prompt_tokens = %d", dropped, len(queries), cfg.max_prompt_tokens)
         kept_set = set(kept)
         examples = [e for e in examples if (e[0] if isinstance(e, tuple) else e) in kept_set]
-        model, tokenizer = load_policy(cfg.model, cfg.seed)
+        model, tokenizer = load_policy(cfg.model, cfg.seed, init_kwargs(
+            cfg.model_init_kwargs, lora=cfg.use_lora, bf16=cfg.bf16))
         run = TRLRun(cfg, model, tokenizer, reward, eval_queries)
         if cfg.method == "rloo":
             return train_rloo(run, examples)
