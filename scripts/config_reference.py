@@ -34,7 +34,7 @@ class Section:
 
 
 def sections() -> list[Section]:
-    from ple.compare.config import CompareConfig, JudgeSpec
+    from ple.compare.config import CompareConfig, FrontierSpec, JudgeSpec
     from ple.config import PLEConfig, PPOConfig, RAFTConfig, TrainConfig
     from ple.data_prepare import DataPrepareConfig
     from ple.evaluation.evaluate import FLAGS as EVAL_FLAGS
@@ -73,6 +73,9 @@ def sections() -> list[Section]:
         Section("`ple compare`: its `winrate:` section", JudgeSpec,
                 "`JudgeSpec`: the judge of the win rates, with `ple winrate`'s flag names.",
                 ""),
+        Section("`ple compare`: its `frontier:` section", FrontierSpec,
+                "`FrontierSpec`: the reward-KL frontier report, frontier.md beside "
+                "report.md (`ple.compare.frontier`).", ""),
         Section("`ple data prepare`", DataPrepareConfig,
                 "`DataPrepareConfig` (in `ple.data_prepare`): build the data folder from "
                 "the public datasets ([data.md](data.md)).", "dash"),

@@ -72,6 +72,31 @@ class JudgeSpec:
 
 
 @dataclass
+class FrontierSpec:
+    """The `frontier` section: the reward-KL frontier report (frontier.md beside
+    report.md, ple.compare.frontier), each curve a method swept over its strength."""
+
+    curves: dict[str, list[str]] = field(metadata=_doc(
+        "Curve name -> its runs (methods or ablations of this config), from the least to "
+        "the most pull toward the reward, e.g. `dpo: [dpo-beta3, dpo-beta1, dpo-beta0.3]`; "
+        "the figure joins them in KL order. A curve of one run (SFT, which has no strength "
+        "toward the reward) is a single point. A run is on one curve at most. Required."))
+    kl_levels: list[float] = field(default_factory=list, metadata=_doc(
+        "The KLs (nats, increasing, > 0) at which the matched-KL table reads each curve "
+        "(linear in log KL between neighbouring points, never extrapolated). Default: the "
+        "quartiles of the pooled KLs of every point, in log KL, to two significant "
+        "figures."))
+    choose_at_kl: float | None = field(default=None, metadata=_doc(
+        "A search among variants (a tuning stage): every curve then has exactly two runs, "
+        "and the report reads each curve's reward at this KL (nats) on the line through "
+        "its two points in log KL and names the best: the highest among the curves whose "
+        "two points both hold the guards on every seed. Default none (no search). The "
+        "PLE search of issue 34: 2."))
+    # Filled by _frontier: "file:line" of each key and curve, for messages.
+    where: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass
 class CompareConfig:
     """Everything one `ple compare` needs."""
 
@@ -129,6 +154,10 @@ class CompareConfig:
         "whose choices this config's runs take; the report shows each one's choice table, "
         "of its finished runs, under Tuning. Paths from where ple compare runs. Default "
         "none."))
+    frontier: FrontierSpec | None = field(default=None, metadata=_doc(
+        "The reward-KL frontier report (FrontierSpec): curves of runs, written to "
+        "frontier.md and frontier.html under output_dir and linked from report.md. "
+        "Default none."))
     discussion: str = field(default="", metadata=_doc(
         "What the results show, in paragraphs separated by blank lines, put first in the "
         "report under Discussion. Written after reading the tables; `--report-only` "
@@ -256,6 +285,45 @@ def _named_runs(node, where: str, what: str, cfg_where: dict) -> dict[str, dict]
     return runs
 
 
+def _frontier(node, where: str) -> FrontierSpec:
+    """The `frontier` section, each key type-checked; which runs it names is checked
+    against the methods in _check."""
+    values, lines = {}, {}
+    known = [f.name for f in dataclasses.fields(FrontierSpec) if f.name != "where"]
+    for key, value_node, line in _entries(node, where, "frontier"):
+        if key not in known:
+            raise UserError(f"{line}: unknown key `frontier.{key}` (known: {', '.join(known)})")
+        lines[key] = line
+        if key == "curves":
+            values[key] = {}
+            for curve, runs, at in _entries(value_node, line, "frontier.curves"):
+                runs = _value(runs)
+                if curve == BASE or not isinstance(runs, list) or not runs or \
+                        not all(isinstance(r, str) for r in runs):
+                    raise UserError(f"{at}: `frontier.curves.{curve}` must be a non-empty "
+                                    f"list of run names (and the curve not named `{BASE}`), "
+                                    f"got {runs!r}")
+                values[key][curve] = runs
+                lines[f"curves.{curve}"] = at
+        elif key == "kl_levels":
+            levels = _value(value_node)
+            if not isinstance(levels, list) or not levels or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                    for v in levels) or levels != sorted(set(levels)):
+                raise UserError(f"{line}: `frontier.kl_levels` must be a list of increasing "
+                                f"KLs > 0 (nats), got {levels!r}")
+            values[key] = [float(v) for v in levels]
+        else:
+            value = check_type(float | None, _value(value_node), f"frontier.{key}", line)
+            if value is not None and value <= 0:
+                raise UserError(f"{line}: `frontier.choose_at_kl` must be a KL > 0 (nats), "
+                                f"got {value}")
+            values[key] = value
+    if "curves" not in values:
+        raise UserError(f"{where}: `frontier` needs `curves` (curve name -> its runs)")
+    return FrontierSpec(**values, where=lines)
+
+
 def load_compare_config(path: str) -> CompareConfig:
     """Read and check a compare.yaml, including every run's resolved config."""
     root = yaml_mapping(path)
@@ -287,6 +355,8 @@ def load_compare_config(path: str) -> CompareConfig:
             if "judge" not in judge:
                 raise UserError(f"{line}: `winrate` needs `judge` ({', '.join(JUDGES)})")
             values[key] = JudgeSpec(**judge)
+        elif key == "frontier":
+            values[key] = _frontier(node, line)
         else:
             values[key] = check_type(hints[key], _value(node), key, line)
     if "methods" not in values:
@@ -327,6 +397,8 @@ def _check(cfg: CompareConfig, path: str) -> None:
         validate_eval(cfg.eval_config(cfg.seeds[0], Path(cfg.output_dir), None, None))
     except UserError as e:
         raise UserError(f"{cfg.where.get('eval', path)}: eval: {e}") from None
+    if cfg.frontier is not None:
+        _check_frontier(cfg.frontier, {*cfg.methods, *cfg.ablations})
     if cfg.winrate is not None:
         w = cfg.winrate
         need(w.judge in JUDGES, "winrate", f"judge must be one of {', '.join(JUDGES)}")
@@ -335,6 +407,26 @@ def _check(cfg: CompareConfig, path: str) -> None:
         missing = [k for k in needed if getattr(w, k) is None]
         need(not missing, "winrate", f"judge {w.judge} needs {' and '.join(missing)}")
         need(w.timeout > 0, "winrate", "timeout must be > 0")
+
+
+def _check_frontier(spec: FrontierSpec, runs: set[str]) -> None:
+    """Every run of a curve is one of the config's, on one curve only; a search's curves
+    have two runs each (the line it reads)."""
+    seen = {}
+    for curve, members in spec.curves.items():
+        at = spec.where[f"curves.{curve}"]
+        for run in members:
+            if run not in runs:
+                raise UserError(f"{at}: `frontier.curves.{curve}`: `{run}` is no method or "
+                                f"ablation of this config")
+            if run in seen:
+                raise UserError(f"{at}: `frontier.curves.{curve}`: `{run}` is on curve "
+                                f"`{seen[run]}` already")
+            seen[run] = curve
+        if spec.choose_at_kl is not None and len(members) != 2:
+            raise UserError(f"{at}: `frontier.curves.{curve}`: with `frontier.choose_at_kl` "
+                            f"every curve is two runs (the line the search reads), it has "
+                            f"{len(members)}")
 
 
 def run_specs(cfg: CompareConfig) -> list[RunSpec]:

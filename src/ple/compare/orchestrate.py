@@ -290,11 +290,15 @@ def finished_part(cfg: CompareConfig) -> tuple[CompareConfig, list]:
 
 
 def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> None:
-    from ple.compare import report
+    from ple.compare import frontier, report
 
     specs = run_specs(cfg)
     missing: list[str] = []
     if report_only:
+        # Before finished_part: the frontier shows every run of the whole config that is
+        # evaluated so far, at every seed, whether or not ours is among them yet.
+        if cfg.frontier:
+            frontier.write(cfg)
         cfg, missing = finished_part(cfg)
         specs = [s for s in specs
                  if s.name in (*cfg.methods, *cfg.ablations) and s.seed in cfg.seeds]
@@ -312,6 +316,8 @@ def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> Non
             run_in_processes(cfg, runs, jobs)
         if cfg.winrate:
             judge_all(cfg)
+        if cfg.frontier:
+            frontier.write(cfg)
     title, sections = report.build(cfg, specs)
     if missing:
         sections.insert(0, report.Section("A partial report", [

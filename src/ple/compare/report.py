@@ -610,6 +610,11 @@ def samples_section(runs: Runs) -> Section:
 def build(cfg: CompareConfig, specs: list[RunSpec]) -> tuple[str, list[Section]]:
     runs = Runs(cfg, specs)
     sections = [results_section(runs), paired_section(runs)]
+    if cfg.frontier:
+        sections.insert(1, Section("Reward–KL frontier", [
+            "The reward–KL frontier of this config's curves (figures, reward at matched KL, "
+            "every point with its guards) is in frontier.md (frontier.html) beside this "
+            "report, with every run evaluated so far."]))
     if cfg.ablations:
         sections.append(ablation_section(runs))
     # A config that names its tuning stages is a test stage: a "chosen" mark on its test
