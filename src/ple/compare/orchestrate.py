@@ -20,14 +20,14 @@ from pathlib import Path
 from ple import checkpoint
 from ple.compare.config import (BASE, CompareConfig, RunSpec, load_compare_config,
                                 run_specs)
+from ple.compare.study import finished_part, write_whole
 from ple.config import load_config
 from ple.errors import UserError
 from ple.evaluation.evaluate import EVAL_FILES, EvalConfig
+from ple.methods import METHODS
 from ple.rewards.builtin import model_id
 
 Status = str  # "new", "unfinished" (a crashed run of the same config) or "finished"
-# ple's own loop checkpoints these; TRL trains the others in one go, so they start again.
-RESUMABLE = ("ple", "raft", "ppo")
 
 
 def add_arguments(sub) -> None:
@@ -77,8 +77,10 @@ def run_status(spec: RunSpec) -> Status:
             raise UserError(f"{spec.where}: {spec.name} seed {spec.seed}: {e}") from None
         return "new"
     saved, wanted = load_config(str(saved_file)).to_dict(), spec.config.to_dict()
-    # Where the run lives is not how it was trained.
-    differ = [k for k in wanted if k != "output_dir" and saved[k] != wanted[k]]
+    # Where the run lives is not how it was trained; config.yaml records what `auto` chose
+    # on the machine that trained it, which is what `auto` asks for.
+    differ = [k for k in wanted if k != "output_dir" and saved[k] != wanted[k]
+              and not (k == "generation_dtype" and wanted[k] == "auto")]
     if differ:
         shown = ", ".join(f"{k} {saved[k]!r} there, {wanted[k]!r} here" for k in differ[:3])
         raise UserError(f"{spec.where}: {spec.name} seed {spec.seed}: {out} holds a run of "
@@ -139,7 +141,8 @@ def train(spec: RunSpec, status: Status) -> None:
     for name in EVAL_FILES:  # an evaluation there measured an earlier adapter
         (out / name).unlink(missing_ok=True)
     saved = checkpoint.complete_checkpoints(out) if status == "unfinished" else []
-    if saved and spec.config.method in RESUMABLE:
+    # ple's own loop checkpoints; TRL trains its methods in one go, so they start again.
+    if saved and not METHODS[spec.config.method].trl:
         print(f"{_label(spec.name, spec.seed)}: resuming the unfinished run in {out} from "
               f"{saved[-1].name}", flush=True)
         run_training(spec.config, resume=True)
@@ -221,14 +224,6 @@ def run_in_processes(cfg: CompareConfig, runs: list[tuple[RunSpec, Status]],
             raise failed[0].exception()
 
 
-def _write_whole(path: Path, data: str | bytes) -> None:
-    """Write whole or not at all: a crash leaves no half-written file under `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, "utf-8")
-    tmp.replace(path)
-
-
 def judge_all(cfg: CompareConfig) -> None:
     """Ours against every other method and the base model, per seed, each pair judged in
     both orders (ple winrate). A report is reused when its judge and its responses are the
@@ -259,34 +254,7 @@ def judge_all(cfg: CompareConfig) -> None:
             report = winrate_report(judge, matched, ours, theirs)
             report["model_a"]["label"], report["model_b"]["label"] = cfg.ours, other
             report["judge_spec"] = spec
-            _write_whole(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-
-
-def finished_part(cfg: CompareConfig) -> tuple[CompareConfig, list]:
-    """The config and runs restricted to the seeds where ours and the base model are
-    evaluated, and to the runs evaluated for each of those seeds, without win rates unless
-    all of them were judged; and what is left out (runs, seeds, win rates)."""
-    def evaluated(name: str, seeds: list[int]) -> bool:
-        return all((cfg.run_dir(name, seed) / "eval.json").is_file() for seed in seeds)
-
-    seeds = [s for s in cfg.seeds if evaluated(BASE, [s]) and evaluated(cfg.ours, [s])]
-    if not seeds:
-        raise UserError(f"--report-only: `{cfg.ours}` (ours) and the base model are not both "
-                        f"evaluated for any seed yet in {cfg.output_dir}; nothing to report")
-    # A method's seeds within those; the report's first seed must be among them (its samples).
-    own = {n: [s for s in cfg.seeds_of(n) if s in seeds] for n in (*cfg.methods, *cfg.ablations)}
-    missing = [f"seed {s}" for s in cfg.seeds if s not in seeds]
-    missing += [n for n in own if seeds[0] not in own[n] or not evaluated(n, own[n])]
-    part = dataclasses.replace(
-        cfg, seeds=seeds,
-        methods={n: v for n, v in cfg.methods.items() if n not in missing},
-        ablations={n: v for n, v in cfg.ablations.items() if n not in missing},
-        method_seeds={n: own[n] for n in cfg.method_seeds if n not in missing})
-    if part.winrate and not all(part.winrate_file(o, seed).is_file()
-                                for o in part.opponents() for seed in part.seeds_of(o)):
-        part = dataclasses.replace(part, winrate=None)
-        missing.append("the win rates")
-    return part, missing
+            write_whole(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> None:
@@ -325,9 +293,9 @@ def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> Non
             f"{', '.join(missing)}."]))
     out = Path(cfg.output_dir)
     for name, png in report.figures(sections).items():
-        _write_whole(out / "figures" / name, png)
-    _write_whole(out / "report.md", report.to_markdown(title, sections))
-    _write_whole(out / "report.html", report.to_html(title, sections))
+        write_whole(out / "figures" / name, png)
+    write_whole(out / "report.md", report.to_markdown(title, sections))
+    write_whole(out / "report.html", report.to_html(title, sections))
     print(f"ple compare: wrote {out / 'report.md'} and {out / 'report.html'}"
           + (f" (not finished yet: {', '.join(missing)})" if missing else ""))
 
