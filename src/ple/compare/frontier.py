@@ -31,9 +31,9 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter
 
 from ple.compare.config import BASE, CompareConfig
-from ple.compare.orchestrate import _write_whole
 from ple.compare.report import (GUARDS_RULE, MISSING, Figure, Section, Table, _png,
                                 guards_hold, run_style, to_html, to_markdown)
+from ple.compare.study import write_whole
 from ple.evaluation.metrics import assistant_speak_share, ci95, mean_and_se
 from ple.evaluation.winrate import SAMPLES_FILE
 
@@ -504,7 +504,7 @@ def write(cfg: CompareConfig) -> None:
     for section in sections:
         for block in section.blocks:
             if isinstance(block, Figure):
-                _write_whole(out / "figures" / block.name, block.png)
-    _write_whole(out / "frontier.md", to_markdown(title, sections))
-    _write_whole(out / "frontier.html", to_html(title, sections))
+                write_whole(out / "figures" / block.name, block.png)
+    write_whole(out / "frontier.md", to_markdown(title, sections))
+    write_whole(out / "frontier.html", to_html(title, sections))
     print(f"ple compare: wrote {out / 'frontier.md'} and {out / 'frontier.html'}")

@@ -31,7 +31,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ple.compare.config import (BASE, CompareConfig, RunSpec,  # noqa: E402
                                 load_compare_config, run_specs)
-from ple.compare.orchestrate import finished_part
+from ple.compare.study import finished_part
 from ple.evaluation.metrics import assistant_speak_share, ci95, paired_difference
 from ple.evaluation.winrate import SAMPLES_FILE
 
