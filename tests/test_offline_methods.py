@@ -183,5 +183,5 @@ def test_beta_is_the_kl_weight_trl_gets_for_dpo_and_rloo():
     for beta, expected in ((0.5, {"beta": 0.5}), (None, {})):
         run = SimpleNamespace(args=load_config(None, {"method": "dpo", "beta": beta}),
                               prompt=lambda q: q, run=lambda *args, **kwargs: kwargs)
-        passed = train_dpo(run, pairs=[("q", "good", "bad")])
+        passed = train_dpo(run, [("q", "good", "bad")])
         assert {k: v for k, v in passed.items() if k == "beta"} == expected

@@ -10,9 +10,14 @@ The trainers are imported on first use, so `import ple` stays light.
 
 from ple.config import PLEConfig, PPOConfig, RAFTConfig, TrainConfig
 from ple.errors import UserError
+from ple import methods
 
-__all__ = ["PLEConfig", "PLETrainer", "PPOConfig", "PPOTrainer", "RAFTConfig", "RAFTTrainer",
-           "TrainConfig", "UserError", "paper_lora"]
+# Imported on first use: the trainer of every method ple's own loop runs (the methods
+# table's; TRL's methods are run by functions, not public), and the paper's LoRA.
+_LAZY = {path.partition(":")[2]: path for path in
+         [m.runs for m in methods.METHODS.values() if not m.trl] + ["ple.models:paper_lora"]}
+
+__all__ = sorted(["PLEConfig", "PPOConfig", "RAFTConfig", "TrainConfig", "UserError", *_LAZY])
 
 
 def _version() -> str:
@@ -32,13 +37,8 @@ def _version() -> str:
 
 __version__ = _version()
 
-_LAZY = {"PLETrainer": "ple.trainer", "RAFTTrainer": "ple.baselines.raft",
-         "PPOTrainer": "ple.baselines.ppo", "paper_lora": "ple.models"}
-
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return methods.load(_LAZY[name])
     raise AttributeError(f"module 'ple' has no attribute {name!r}")

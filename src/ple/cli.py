@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ple
-from ple.config import (METHODS, TrainConfig, check_method_keys, from_namespace, load_config,
-                        read_yaml)
+from ple.config import TrainConfig, check_method_keys, from_namespace, load_config, read_yaml
 from ple.errors import UserError
+from ple.methods import METHODS, configured_by
 from ple.tasks import TASKS, builtin_queries
 from ple.training import run_training
 
@@ -65,10 +65,11 @@ def train_parser(cls: type[TrainConfig]) -> argparse.ArgumentParser:
     Booleans take true/false (or nothing, for true) as every subcommand's do."""
     from transformers import HfArgumentParser
 
-    others = ", ".join(m for m in METHODS if m not in cls.methods)
+    methods = configured_by(cls)
+    others = ", ".join(m for m in METHODS if m not in methods)
     return HfArgumentParser(
         [cls, TrainCommand], prog="ple train", allow_abbrev=False, formatter_class=_ProseHelp,
-        description=f"Train a policy: {cls.__name__} ({', '.join(cls.methods)}). Every "
+        description=f"Train a policy: {cls.__name__} ({', '.join(methods)}). Every "
         f"field is a flag and a YAML key; flags win over --config.",
         epilog=f"The other methods' settings: ple train --method NAME --help ({others}).")
 

@@ -18,15 +18,14 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
 
 import yaml
 
 from ple import tasks
 from ple.errors import UserError
+from ple.methods import METHODS, configured_by, having
 
-METHODS = ("ple", "sft", "dpo", "ppo", "raft", "rloo")
 TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge", "logistic")
 TAU_SCALES = ("absolute", "spread")
@@ -44,9 +43,10 @@ def _doc(text: str) -> dict:
     return {"help": text}
 
 
-METHOD_DOC = _doc("Training method: ple, or the baselines sft, dpo, ppo, raft and rloo. Each "
-                  "config class has its own: PLEConfig ple, RAFTConfig raft, PPOConfig ppo, "
-                  "TrainConfig sft, dpo and rloo. Default ple.")
+METHOD_DOC = _doc("Training method, with the config class that holds its settings "
+                  "(ple.methods): " + ", ".join(f"{name} ({m.config.partition(':')[2]})"
+                                                for name, m in METHODS.items())
+                  + ". Default ple.")
 
 
 @dataclass
@@ -54,7 +54,6 @@ class TrainConfig:
     """What every method shares; configures sft, dpo and rloo, which TRL trains and which have
     no settings of their own. Field docs double as `ple train --help`."""
 
-    methods: ClassVar[tuple[str, ...]] = ("sft", "dpo", "rloo")  # the methods it configures
     # --- what to train -------------------------------------------------------------
     method: str = field(metadata=METHOD_DOC)
     task: str = field(
@@ -282,9 +281,10 @@ class TrainConfig:
         """Range checks; each failure names the key. Subclasses add their method's."""
         need = _checker(self)
         need(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
-        need(self.method in type(self).methods, "method",
-             f"is configured by {config_class(self.method).__name__}, not "
-             f"{type(self).__name__} (which configures {', '.join(type(self).methods)})")
+        configures = METHODS[self.method].config_class()
+        need(configures is type(self), "method",
+             f"is configured by {configures.__name__}, not {type(self).__name__} (which "
+             f"configures {', '.join(configured_by(type(self)))})")
         need(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
         for key in ("batch_size", "max_steps", "save_steps", "train_batch_size",
                     "gradient_accumulation_steps", "max_prompt_tokens", "max_new_tokens",
@@ -305,8 +305,8 @@ class TrainConfig:
         if self.generation_backend == "vllm":
             need(importlib.util.find_spec("vllm") is not None, "generation_backend",
                  "vLLM is not installed (pip install vllm; it needs a CUDA GPU)")
-            need(self.method in ("ple", "raft", "ppo"), "generation_backend",
-                 f"vllm samples for methods ple, raft and ppo, not {self.method}")
+            need(METHODS[self.method].vllm, "generation_backend",
+                 f"vllm samples for methods {having('vllm')}, not {self.method}")
             need(self.use_lora, "generation_backend", "vllm needs use_lora: true (it is "
                  "handed the adapter, not full weights)")
             need(self.model != "tiny" and not self.model.endswith(".gguf"),
@@ -320,8 +320,8 @@ class TrainConfig:
                  f"{tracker} is not installed (pip install {tracker})")
         need(self.sft_steps == 0 or self.sft_data is not None, "sft_steps",
              "needs sft_data (the supervised data to warm up on)")
-        need(self.beta is None or self.method in ("dpo", "rloo"), "beta",
-             f"is the KL weight of dpo and rloo; method {self.method} has its own")
+        need(self.beta is None or METHODS[self.method].beta, "beta",
+             f"is the KL weight of {having('beta')}; method {self.method} has its own")
         need(self.beta is None or self.beta > 0, "beta", "must be > 0")
         kwargs = self.model_init_kwargs or {}
         need(isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs),
@@ -346,7 +346,6 @@ class TrainConfig:
 class PLEConfig(TrainConfig):
     """PLE (Algorithm 1): the shared settings and the method's own."""
 
-    methods: ClassVar[tuple[str, ...]] = ("ple",)
     method: str = field(default="ple", metadata=METHOD_DOC)
 
     # --- PLE -----------------------------------------------------------------------------
@@ -519,7 +518,6 @@ class PLEConfig(TrainConfig):
 class RAFTConfig(TrainConfig):
     """RAFT (Dong et al. 2023): best of k samples by reward, then SFT on it."""
 
-    methods: ClassVar[tuple[str, ...]] = ("raft",)
     method: str = field(default="raft", metadata=METHOD_DOC)
 
     raft_k: int = field(
@@ -538,7 +536,6 @@ class PPOConfig(TrainConfig):
     """PPO (Schulman et al. 2017) for language models as in Ziegler et al. 2019 and TRL's
     PPOTrainer (removed from TRL in 1.x); defaults are TRL's PPOConfig defaults."""
 
-    methods: ClassVar[tuple[str, ...]] = ("ppo",)
     method: str = field(default="ppo", metadata=METHOD_DOC)
 
     ppo_epochs: int = field(
@@ -586,12 +583,6 @@ CONFIGS = (TrainConfig, PLEConfig, RAFTConfig, PPOConfig)
 FIELDS = {f.name: f for cls in CONFIGS for f in dataclasses.fields(cls)}
 _HINTS = {name: hint for cls in CONFIGS for name, hint in typing.get_type_hints(cls).items()
           if name in FIELDS}
-
-
-def config_class(method: str) -> type[TrainConfig]:
-    """The config class of a method (TrainConfig for sft, dpo, rloo and unknown names,
-    which its validation then refuses)."""
-    return next((cls for cls in CONFIGS[1:] if method in cls.methods), TrainConfig)
 
 
 def _init_kwargs(value):
@@ -704,7 +695,8 @@ def check_method_keys(values: dict, lines: dict[str, str]) -> type[TrainConfig]:
     """The config class of the method `values` name (default ple), after refusing a setting
     of another method; the message names the line of the YAML key (or the flag)."""
     method = values.get("method", "ple")
-    cls = config_class(method)
+    # An unknown method gets TrainConfig, whose validation then refuses it in one line.
+    cls = METHODS[method].config_class() if method in METHODS else TrainConfig
     own = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in own:

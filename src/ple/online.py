@@ -89,8 +89,9 @@ class OnlineTrainer:
     """The loop every online method shares: sample, score, update (ple.update.Updater),
     log and checkpoint (ple.run_writer.RunWriter).
 
-    A method subclasses it, names itself in `method` and its config class in `config_class`,
-    and implements `_step`, which returns the metrics row of a step. The arguments are TRL's
+    A method subclasses it, names its config class in `config_class` (the default `args`),
+    implements `_step`, which returns the metrics row of a step, and has its line in the
+    table of ple.methods, which `ple train` runs it from. The arguments are TRL's
     (GRPOTrainer, RLOOTrainer), by keyword:
 
     Args:

@@ -34,7 +34,6 @@ def mean_or_none(values: list[float]) -> float | None:
 class PLETrainer(OnlineTrainer):
     """Train a model with PLE (see ple.online.OnlineTrainer for the arguments)."""
 
-    method = "ple"
     config_class = PLEConfig
 
     def __init__(self, *positional, **keywords):

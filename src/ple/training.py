@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ple.config import PLEConfig, TrainConfig, load_config
 from ple.errors import UserError
+from ple.methods import METHODS, having
 from ple.paths import check_writable_dir
 from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
                        load_sft_pairs)
@@ -58,18 +59,26 @@ def check_resume(cfg: TrainConfig) -> None:
                         f"{', '.join(changed) or 'method'}")
 
 
+def data_kind(cfg: TrainConfig) -> str:
+    """What the method trains from on this task (ple.methods.Method.data): imdb has no human
+    preference pairs, so a method that learns from pairs samples its own from queries."""
+    kind = METHODS[cfg.method].data
+    return "queries" if kind == "preference_pairs" and cfg.task == "imdb" else kind
+
+
 def method_data(cfg: TrainConfig, task):
     """What the method trains from: supervised pairs (sft), human preference pairs (dpo on
     hh and tldr), or queries (every online method, and dpo on imdb, which samples its pairs)."""
-    if cfg.method == "sft":
+    kind = data_kind(cfg)
+    if kind == "sft_pairs":
         if cfg.data is None:
-            raise UserError("config key `data`: method sft needs supervised data (hh: `chosen`; "
-                            "imdb: `text` and `label`; tldr: `prompt` and `summary`)")
+            raise UserError(f"config key `data`: method {cfg.method} needs supervised data (hh: "
+                            f"`chosen`; imdb: `text` and `label`; tldr: `prompt` and `summary`)")
         return load_sft_pairs(task, cfg.data)
-    if cfg.method == "dpo" and cfg.task != "imdb":
+    if kind == "preference_pairs":
         if cfg.data is None:
-            raise UserError(f"config key `data`: method dpo needs preference pairs for task "
-                            f"{cfg.task} (`chosen` and `rejected`)")
+            raise UserError(f"config key `data`: method {cfg.method} needs preference pairs for "
+                            f"task {cfg.task} (`chosen` and `rejected`)")
         return load_preference_pairs(task, cfg.data)
     return load_queries(task, cfg.data)
 
@@ -91,12 +100,13 @@ def check_processes(cfg: TrainConfig) -> None:
     from ple.zero import launched_with_deepspeed
 
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if processes > 1 and cfg.method not in ("ple", "raft"):
+    spreads = METHODS[cfg.method].distributed
+    if processes > 1 and not spreads:
         raise UserError(f"config key `method` = {cfg.method!r}: runs on one process, not "
-                        f"{processes}; ple and raft run on several (docs/scaling.md)")
-    if launched_with_deepspeed() and cfg.method not in ("ple", "raft"):
-        raise UserError(f"config key `method` = {cfg.method!r}: runs without DeepSpeed; ple "
-                        f"and raft run under it (docs/scaling.md)")
+                        f"{processes}; {having('distributed')} run on several (docs/scaling.md)")
+    if launched_with_deepspeed() and not spreads:
+        raise UserError(f"config key `method` = {cfg.method!r}: runs without DeepSpeed; "
+                        f"{having('distributed')} run under it (docs/scaling.md)")
     if cfg.batch_size < processes:
         raise UserError(f"config key `batch_size` = {cfg.batch_size}: each of the {processes} "
                         f"processes needs at least one query a step")
@@ -117,9 +127,8 @@ def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False
         raise UserError(f"config key `eval_steps` = {cfg.eval_steps}: needs eval_queries (the "
                         f"held-out queries to evaluate on)")
     eval_queries = builtin_queries(cfg.task, "heldout")[:cfg.eval_queries]
-    offline = cfg.method in ("sft", "dpo")
-    in_trl = cfg.method in ("sft", "dpo", "rloo")
-    if in_trl and resume:
+    method = METHODS[cfg.method]
+    if method.trl and resume:
         raise UserError(f"--resume: method {cfg.method} is trained by TRL in one go; start it "
                         f"again with --overwrite")
     from ple.models import context_length, init_kwargs, load_policy, load_tokenizer, paper_lora
@@ -131,18 +140,16 @@ def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False
     prompter = make_prompter(cfg, load_tokenizer(cfg.model))
     kept, dropped = length_filter(prompter, queries, cfg.max_prompt_tokens,
                                   f"data {cfg.data or '(built-in)'}")
-    if not in_trl:
+    if not method.trl:
         check_context(prompter, kept, cfg.max_new_tokens, context_length(cfg.model))
-    # SFT and DPO on human pairs use the reward for evaluation only.
-    needs_reward = not offline or cfg.eval_queries or cfg.method == "dpo" and cfg.task == "imdb"
+    # A method that trains from pairs (SFT, DPO on human pairs) uses the reward for
+    # evaluation only.
+    needs_reward = data_kind(cfg) == "queries" or cfg.eval_queries
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label) if needs_reward else None
     if writes:
         prepare_output_dir(cfg.output_dir, overwrite)
-    if in_trl:
-        from ple.baselines.dpo import train_dpo
-        from ple.baselines.rloo import train_rloo
+    if method.trl:
         from ple.baselines.trl_run import TRLRun
-        from ple.baselines.sft import train_sft
 
         if dropped:
             log.warning("dropped %d of %d examples whose prompt is longer than "
@@ -151,21 +158,9 @@ def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False
         examples = [e for e in examples if (e[0] if isinstance(e, tuple) else e) in kept_set]
         model, tokenizer = load_policy(cfg.model, cfg.seed, init_kwargs(
             cfg.model_init_kwargs, lora=cfg.use_lora, bf16=cfg.bf16))
-        run = TRLRun(cfg, model, tokenizer, reward, eval_queries)
-        if cfg.method == "rloo":
-            return train_rloo(run, examples)
-        if cfg.method == "sft":
-            return train_sft(run, examples)
-        if cfg.task == "imdb":
-            return train_dpo(run, queries=examples)
-        return train_dpo(run, pairs=examples)
-    from ple.baselines.ppo import PPOTrainer
-    from ple.baselines.raft import RAFTTrainer
-    from ple.trainer import PLETrainer
-
-    trainer_class = {"ple": PLETrainer, "raft": RAFTTrainer, "ppo": PPOTrainer}[cfg.method]
+        return method.runner()(TRLRun(cfg, model, tokenizer, reward, eval_queries), examples)
     peft_config = paper_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) \
         if cfg.use_lora else None
-    trainer = trainer_class(model=cfg.model, args=cfg, reward_funcs=reward,
-                            peft_config=peft_config)
+    trainer = method.runner()(model=cfg.model, args=cfg, reward_funcs=reward,
+                              peft_config=peft_config)
     return trainer.train(resume_from_checkpoint=resume)

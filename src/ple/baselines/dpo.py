@@ -68,12 +68,12 @@ def generated_pairs(run: TRLRun, queries: list[str]) -> tuple[list, list[dict]]:
     return pairs, rows
 
 
-def train_dpo(run: TRLRun, pairs: list[tuple[str, str, str]] | None = None,
-              queries: list[str] | None = None) -> dict:
-    """DPO on human `pairs`, or on pairs generated for `queries` (IMDb)."""
-    rows: list[dict] = []
-    if pairs is None:
-        queries = queries_to_pair(run.args, queries)
+def train_dpo(run: TRLRun, examples: list) -> dict:
+    """DPO on human preference pairs (query, chosen, rejected), or on pairs generated for
+    queries (IMDb, which has no human pairs: ple.training.data_kind)."""
+    pairs, rows = examples, []
+    if examples and isinstance(examples[0], str):  # queries: the pairs are sampled here
+        queries = queries_to_pair(run.args, examples)
         pairs, rows = generated_pairs(run, queries)
         dropped = len(queries) - len(pairs)
         if dropped:

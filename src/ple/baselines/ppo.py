@@ -44,7 +44,6 @@ def _rows(batch: dict, index: torch.Tensor) -> dict:
 class PPOTrainer(OnlineTrainer):
     """Train a model with PPO (see ple.online.OnlineTrainer for the arguments)."""
 
-    method = "ppo"
     config_class = PPOConfig
 
     def _uses_reference(self) -> bool:

@@ -18,7 +18,6 @@ from ple.update import gather, share
 class RAFTTrainer(OnlineTrainer):
     """Train a model with RAFT (see ple.online.OnlineTrainer for the arguments)."""
 
-    method = "raft"
     config_class = RAFTConfig
 
     def _step(self, step: int, queries: list[str]) -> dict:
