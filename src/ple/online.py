@@ -27,7 +27,7 @@ from ple.evaluation.heldout import evaluate_plain
 from ple.inputs import dataset_queries, resolve_model
 from ple.plot import plot_reward_curves
 from ple.rewards import resolve_rewards, reward_model_id
-from ple.rollout import Prompter, decode, sample
+from ple.rollout import Prompter, check_context, decode, length_filter, sample
 from ple.run_writer import RunWriter
 from ple.sampling_model import sampling_model
 from ple.sequences import pack, response_token_logprobs
@@ -56,28 +56,6 @@ def make_prompter(args: TrainConfig, tokenizer, info: dict | None = None) -> Pro
         raise UserError("config key `chat_template` = true: the tokenizer has no chat template")
     principle = args.principle_text if isinstance(args, PLEConfig) else None
     return Prompter(tokenizer, task, principle or task.principle, use_chat, info or {})
-
-
-def length_filter(prompter: Prompter, queries: list[str], limit: int,
-                  what: str) -> tuple[list[str], int]:
-    """Drop queries whose plain prompt is over `limit` tokens (the paper's rule, 256), and
-    count them; no query is ever truncated."""
-    kept = [q for q in queries if len(prompter.ids(q)) <= limit]
-    if queries and not kept:
-        raise UserError(f"{what}: all {len(queries)} queries are longer than "
-                        f"max_prompt_tokens = {limit} tokens")
-    return kept, len(queries) - len(kept)
-
-
-def check_context(prompter: Prompter, queries: list[str], max_new_tokens: int,
-                  context: int | None) -> None:
-    """Refuse a principle so long that principle-guided prompts leave no room to answer."""
-    longest = max(len(prompter.ids(q, guided=True)) for q in queries)
-    if context and longest + max_new_tokens > context:
-        raise UserError(f"principle: the longest principle-guided prompt is {longest} "
-                        f"tokens; with max_new_tokens = {max_new_tokens} it exceeds "
-                        f"the model's context of {context} tokens")
-
 
 def eval_row(evaluation: dict) -> dict:
     """The numbers of an `evaluate_plain` result for a metrics.jsonl row, named eval_*

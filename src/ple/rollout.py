@@ -9,6 +9,7 @@ import torch
 from transformers import (LogitsProcessor, LogitsProcessorList,
                           TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
+from ple.errors import UserError
 from ple.tasks import Task, with_principle
 
 
@@ -117,3 +118,24 @@ def cut_at_stop(rows: list[list[int]], stops: set[int]) -> list[list[int]]:
 
 def decode(tokenizer, responses: list[list[int]]) -> list[str]:
     return tokenizer.batch_decode(responses, skip_special_tokens=True)
+
+
+def length_filter(prompter: Prompter, queries: list[str], limit: int,
+                  what: str) -> tuple[list[str], int]:
+    """Drop queries whose plain prompt is over `limit` tokens (the paper's rule, 256), and
+    count them; no query is ever truncated."""
+    kept = [q for q in queries if len(prompter.ids(q)) <= limit]
+    if queries and not kept:
+        raise UserError(f"{what}: all {len(queries)} queries are longer than "
+                        f"max_prompt_tokens = {limit} tokens")
+    return kept, len(queries) - len(kept)
+
+
+def check_context(prompter: Prompter, queries: list[str], max_new_tokens: int,
+                  context: int | None) -> None:
+    """Refuse a principle so long that principle-guided prompts leave no room to answer."""
+    longest = max(len(prompter.ids(q, guided=True)) for q in queries)
+    if context and longest + max_new_tokens > context:
+        raise UserError(f"principle: the longest principle-guided prompt is {longest} "
+                        f"tokens; with max_new_tokens = {max_new_tokens} it exceeds "
+                        f"the model's context of {context} tokens")

@@ -132,8 +132,9 @@ def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False
         raise UserError(f"--resume: method {cfg.method} is trained by TRL in one go; start it "
                         f"again with --overwrite")
     from ple.models import context_length, init_kwargs, load_policy, load_tokenizer, paper_lora
-    from ple.online import check_context, length_filter, make_prompter
+    from ple.online import make_prompter
     from ple.rewards import load_reward
+    from ple.rollout import check_context, length_filter
 
     # Prompts too long for the model are the user's mistake: say so before loading weights,
     # which needs only the tokenizer and the config.

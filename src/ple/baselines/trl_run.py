@@ -21,9 +21,10 @@ from ple.evaluation.heldout import evaluate_plain
 from peft import get_peft_model
 
 from ple.models import paper_lora
-from ple.online import eval_row, length_filter, make_prompter
+from ple.online import eval_row, make_prompter
 from ple.plot import plot_loss_curve
 from ple.rewards import RewardModel, reward_model_id
+from ple.rollout import length_filter
 from ple.run_writer import RunWriter
 from ple.sampling_model import sampling_model
 

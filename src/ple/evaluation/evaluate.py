@@ -275,8 +275,8 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False) -> dict:
     from ple.evaluation.metrics import (corpus_bleu, cut_to_response_length, mean_and_se,
                                         perplexity)
     from ple.models import check_adapter_dir, load_adapter, load_policy, load_tokenizer
-    from ple.online import length_filter
     from ple.rewards import checked_scores, load_reward, reward_model_id
+    from ple.rollout import length_filter
 
     validate(cfg)
     out = Path(cfg.output_dir)
