@@ -31,8 +31,8 @@ from pathlib import Path
 from ple.evaluation.evaluate import EvalConfig, evaluate
 from ple.evaluation.judges import LLMJudge, RefusalJudge
 from ple.evaluation.metrics import mean_and_se, paired_difference
+from ple.evaluation.pairwise import Pair
 from ple.evaluation.winrate import judge_both_orders, tally
-from ple.annotate.pairs import Pair
 from ple.compare.report import md_cell
 from ple.models import load_policy
 

@@ -25,10 +25,11 @@ import pytest
 
 from conftest import REPO, run_ple
 from ple.annotate.app import Server, create_app
-from ple.annotate.pairs import labels, match, schedule
-from ple.annotate.report import fleiss_kappa, outcome, summarize
+from ple.annotate.pairs import schedule
+from ple.annotate.report import fleiss_kappa, summarize
 from ple.annotate.store import Judgment, Store, create_or_check, preferred
 from ple.errors import UserError
+from ple.evaluation.pairwise import labels, match, outcome
 
 # Names that must never reach the judging page: folders, file names, stems.
 SECRET_DIR_A, SECRET_DIR_B = "omega-run-hidden", "sigma-run-hidden"

@@ -102,3 +102,11 @@ def test_no_part_of_ple_imports_itself_back():
             part(t) for t in targets if part(t) != part(module))
     cycle = find_cycle(parts)
     assert cycle is None, " -> ".join(cycle)
+
+
+def test_evaluation_does_not_reach_into_the_annotation_tool():
+    """`ple annotate` (people judging in a browser) builds on evaluation's pairs and
+    rule (ple.evaluation.pairwise), not the other way round."""
+    edges = graph()
+    assert not [(m, t) for m in edges if m.startswith("ple.evaluation")
+                for t in edges[m] if t.startswith("ple.annotate")]

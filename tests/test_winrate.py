@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import run_ple
-from ple.annotate.pairs import Pair
 from ple.evaluation.judges import (LLMJudge, RefusalJudge, Verdict, judge_prompt, parse_label,
                                   refusal_prompt)
+from ple.evaluation.pairwise import Pair
 from ple.evaluation.winrate import judge_both_orders, tally
 
 

@@ -62,7 +62,7 @@ def cmd_serve(args, on_ready=None) -> None:
     if importlib.util.find_spec("flask") is None:
         raise UserError("ple annotate serve needs Flask: pip install 'ple[annotate]'")
     from ple.annotate.app import Server, create_app
-    from ple.annotate.pairs import labels, match
+    from ple.evaluation.pairwise import labels, match
     from ple.annotate.store import create_or_check
 
     if not 0 <= args.port <= 65535:

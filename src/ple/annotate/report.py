@@ -13,25 +13,12 @@ from pathlib import Path
 
 from ple.annotate.store import Judgment, Store
 from ple.errors import UserError
+from ple.evaluation.pairwise import OUTCOMES, outcome
 
-OUTCOMES = ("win", "tie", "lose")
 KAPPA = "Fleiss' kappa"
 RULE = ("per annotator and pair judged in both orders: win if model A was preferred in "
         "both orders, lose if model B was, tie otherwise (one order each, or 'equal' in "
         "either)")
-
-
-def outcome(first: str, second: str) -> str:
-    """Model A's outcome from the two judgments of one pair ("A", "B" or "equal" each,
-    in either order)."""
-    for p in (first, second):
-        if p not in ("A", "B", "equal"):
-            raise ValueError(f"preference {p!r}")
-    if first == second == "A":
-        return "win"
-    if first == second == "B":
-        return "lose"
-    return "tie"
 
 
 def fleiss_kappa(counts: list[list[int]]) -> float | None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ple.annotate.pairs import Matched, Pair, fingerprint
+from ple.annotate.pairs import fingerprint
 from ple.errors import UserError
+from ple.evaluation.pairwise import Matched, Pair
 
 KIND = "ple-annotate"
 SCHEMA_VERSION = "1"

@@ -228,7 +228,7 @@ def judge_all(cfg: CompareConfig) -> None:
     """Ours against every other method and the base model, per seed, each pair judged in
     both orders (ple winrate). A report is reused when its judge and its responses are the
     ones it would judge now."""
-    from ple.annotate.pairs import match
+    from ple.evaluation.pairwise import match
     from ple.evaluation.winrate import SAMPLES_FILE, make_judge, winrate_report
 
     spec = dataclasses.asdict(cfg.winrate)

@@ -3,7 +3,7 @@
 The paper's protocol (Figure 2a): each pair is judged twice, with the responses' positions
 swapped. From model A's side: *win* if A is preferred in both orders, *lose* if B is, *tie*
 otherwise (each preferred once, which is what a position-biased judge produces, or no
-preference in an order). It is the rule of `ple annotate report`, shared from there.
+preference in an order). It is the rule of `ple annotate report` (ple.evaluation.pairwise).
 
 A and B are `eval_samples.jsonl` files (records with `query` and `response`), or
 directories holding one. Pairs are matched by exact query; queries in only one file are
@@ -16,10 +16,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ple.annotate.pairs import Matched, Pair, labels, match
-from ple.annotate.report import OUTCOMES, outcome
 from ple.errors import UserError
 from ple.evaluation.judges import API_KEY_ENV, Judge, Verdict
+from ple.evaluation.pairwise import OUTCOMES, Matched, Pair, labels, match, outcome
 
 SAMPLES_FILE = "eval_samples.jsonl"
 RULE = ("each pair judged twice, responses in both orders: win if model A was preferred in "
