@@ -62,3 +62,29 @@ def test_citation_file_names_the_paper():
     assert cff["cff-version"] == "1.2.0" and cff["license"] == "Apache-2.0"
     assert cff["preferred-citation"]["title"] == ("Progressively Label Enhancement for Large "
                                                   "Language Model Alignment")
+
+
+def test_architecture_layout_is_the_packages():
+    """docs/architecture.md's layout names every module of src/ple, and no module that is
+    not there: a module added, moved or removed shows up here until the page says so."""
+    src = REPO / "src" / "ple"
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layout = text.split("```\nsrc/ple/\n", 1)[1].split("```", 1)[0]
+    # One entry per top-level line; more deeply indented lines continue it.
+    entries: dict[str, str] = {}
+    for line in layout.splitlines():
+        if re.match(r"  \S", line):
+            name = line.split()[0]
+            entries[name] = line
+        else:
+            entries[name] += line
+    listed = set()
+    for name, entry in entries.items():
+        if name.endswith("/"):
+            listed.update(f"{name}{m}" for m in re.findall(r"\b(\w+\.py)\b", entry))
+        else:
+            listed.add(name)
+    modules = {str(p.relative_to(src)) for p in src.rglob("*.py")
+               if p.name != "__init__.py" or p.parent == src}
+    assert modules - listed == set(), "modules missing from the layout"
+    assert listed - modules == set(), "the layout names modules that do not exist"
