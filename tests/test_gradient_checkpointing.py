@@ -24,7 +24,10 @@ def train(tmp_path, name: str, checkpointing: bool) -> tuple[PLETrainer, int]:
     cfg = load_config(None, {"model": "tiny", "task": "imdb", "max_steps": 2, "batch_size": 7,
                              "max_new_tokens": 8, "top_k": 1, "seed": SEED,
                              "learning_rate": 1e-2, "output_dir": str(tmp_path / name),
-                             "gradient_checkpointing": checkpointing})
+                             "gradient_checkpointing": checkpointing,
+                             # A bf16 sampling copy would be a deep copy of the patched
+                             # forward below, still counting the policy's layer.
+                             "generation_dtype": "float32"})
     model, tokenizer = load_policy("tiny", seed=SEED)
     layer = next(m for m in model.modules() if type(m).__name__.endswith("DecoderLayer"))
     calls = []
@@ -58,7 +61,7 @@ def test_checkpointing_recomputes_activations_and_trains_the_same(tmp_path):
 
 
 def test_the_key_reaches_trl(tmp_path, monkeypatch):
-    """TRL turns checkpointing on by default; ple passes its own key, off by default."""
+    """ple passes its own key to TRL, on by default as TRL's own default."""
     enabled = []
     original = transformers.PreTrainedModel.activation_checkpointing_enable
 
@@ -74,11 +77,11 @@ def test_the_key_reaches_trl(tmp_path, monkeypatch):
                             for i in range(4)))
     flags = ["--method", "sft", "--model", "tiny", "--data", data, "--max-steps", "1",
              "--batch-size", "2"]
-    result = run_ple("train", *flags, "--output-dir", tmp_path / "off")
+    result = run_ple("train", *flags, "--gradient-checkpointing", "false",
+                     "--output-dir", tmp_path / "off")
     assert result.returncode == 0, result.stderr[-2000:]
     assert enabled == []
-    result = run_ple("train", *flags, "--gradient-checkpointing", "true",
-                     "--output-dir", tmp_path / "on")
+    result = run_ple("train", *flags, "--output-dir", tmp_path / "on")
     assert result.returncode == 0, result.stderr[-2000:]
     assert enabled
     assert json.loads((tmp_path / "on" / "summary.json").read_text())["examples"] > 0

@@ -41,7 +41,10 @@ SEED = 5
 on_cpu = pytest.mark.skipif(torch.cuda.is_available(), reason="compares CPU runs")
 FLAGS = ["--model", "tiny", "--task", "imdb", "--batch-size", "7", "--max-new-tokens", "8",
          "--top-k", "1", "--seed", SEED, "--reward", "multiprocess_reward:score",
-         "--learning-rate", "1e-2", "--save-steps", "1", "--replay-window", "0"]
+         "--learning-rate", "1e-2", "--save-steps", "1", "--replay-window", "0",
+         # DeepSpeed samples with the float32 policy (its weights are sharded); so must the
+         # one process these runs are held to.
+         "--generation-dtype", "float32"]
 
 
 def free_port() -> int:
