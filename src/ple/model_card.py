@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from ple.models import hub_id
+
 # The config keys a reader of the card needs first; config.yaml beside the run has all.
 SHOWN = ("method", "task", "model", "reward", "data", "max_steps", "batch_size",
          "learning_rate", "tau0", "alpha", "rank_loss", "ablation", "sft_anchor",
@@ -29,15 +31,22 @@ def _evaluation(summary: dict) -> list[str]:
 
 
 def write_model_card(folder: Path, args, metrics: list[dict], summary: dict) -> None:
+    """README.md in `folder` (replacing PEFT's, which names a local path as base_model).
+    base_model is the Hub id of the model trained on, or absent where it has none (`tiny`,
+    a .gguf file, a local directory whose config names none): the Hub links a card's
+    base_model to that model's page, so a name only ple knows or a path here is wrong."""
     config = args.to_dict()
+    base = hub_id(config["model"])
     front = {"library_name": "peft" if config["use_lora"] else "transformers",
-             "base_model": config["model"], "tags": ["ple", config["method"], "alignment"]}
+             **({"base_model": base} if base else {}),
+             "tags": ["ple", config["method"], "alignment"]}
+    on = f"`{config['model']}`" + (f" ({base})" if base and base != config["model"] else "")
     last = metrics[-1] if metrics else {}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {config['method'].upper()} on {config['task']}", "",
              f"Trained with [ple](https://pypi.org/project/ple/) "
              f"({'a PEFT adapter' if config['use_lora'] else 'every weight'} on "
-             f"`{config['model']}`), reward `{config['reward']}`, "
+             f"{on}), reward `{config['reward']}`, "
              f"{summary.get('steps', len(metrics))} steps.", "",
              "## Settings", "", "| key | value |", "|---|---|",
              *[f"| {k} | {config[k]!r} |" for k in SHOWN if k in config], "",

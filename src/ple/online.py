@@ -1,6 +1,6 @@
 """The loop every online method shares: queries -> samples -> rewards -> update, with
 evaluation; the update is ple.update's, the run's files (metrics, samples, checkpoints, the
-saved adapter) ple.run_writer's."""
+saved adapter, push_to_hub's upload) ple.run_writer's."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from ple.config import PLEConfig, TrainConfig, trackers
 from ple.errors import UserError
 from ple.evaluation.heldout import evaluate_plain
 from ple.inputs import dataset_queries, resolve_model
+from ple.model_card import write_model_card
+from ple.models import init_kwargs, saved_base
 from ple.plot import plot_reward_curves
 from ple.rewards import resolve_rewards, reward_model_id
 from ple.rollout import Prompter, check_context, decode, length_filter, sample
@@ -113,7 +115,13 @@ class OnlineTrainer:
             raise TypeError(f"{type(self).__name__} takes args={self.config_class.__name__}"
                             f"(...), not a {type(args).__name__}")
         args = dataclasses.replace(args or self.config_class())  # a copy: it records the run
-        model, tokenizer, args.model = resolve_model(model, processing_class, args.seed)
+        if not isinstance(model, str) and args.model_init_kwargs:
+            log.warning("model_init_kwargs are for a model given by name; the model given "
+                        "is loaded already, so they are ignored (as TRL does)")
+        model, tokenizer, args.model = resolve_model(
+            model, processing_class, args.seed,
+            init_kwargs(args.model_init_kwargs, lora=peft_config is not None, bf16=args.bf16))
+        self.model_dtype = str(model.dtype).removeprefix("torch.")  # summary.json: what ran
         task = TASKS[args.task]
         if train_dataset is None:
             queries, info = load_queries(task, args.data), {}
@@ -207,6 +215,7 @@ class OnlineTrainer:
         self.writer = RunWriter(Path(args.output_dir), self.accelerator)
         self.buffer = ReplayBuffer()  # D_train: PLE's, which sets its replay window
         self.metrics: list[dict] = []
+        self.summary: dict = {}  # train()'s, for the model card of a later save_model
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
         self._epoch_orders: dict[int, list[str]] = {}
 
@@ -297,7 +306,8 @@ class OnlineTrainer:
             summary = {"queries": len(self.queries), "queries_dropped_too_long": self.dropped,
                        "processes": self.accelerator.num_processes,
                        "distributed_type": self.accelerator.distributed_type.value,
-                       "reward_model": reward_model_id(self.reward)}
+                       "reward_model": reward_model_id(self.reward),
+                       "model_dtype": self.model_dtype}
             if self.dropped and self.accelerator.is_main_process:
                 log.warning("dropped %d of %d queries longer than max_prompt_tokens = %d",
                             self.dropped, self.dropped + len(self.queries), a.max_prompt_tokens)
@@ -332,28 +342,59 @@ class OnlineTrainer:
                     self.callbacks("on_save", model=self.model)
                 if stop:
                     break
-        self.save_model(a.output_dir)
+        self.save_model()
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
             self.callbacks("on_evaluate", model=self.model,
                            metrics=eval_row(summary["eval_after"]))
         summary["steps"] = state.global_step
         self.writer.finish(a, self._saved_dir(Path(a.output_dir)), self.metrics, summary)
+        self.summary = summary
+        if a.push_to_hub:
+            self.push_to_hub()
         self.callbacks("on_train_end", model=self.model)
         self.accelerator.wait_for_everyone()
         return summary
 
     def save_model(self, output_dir: str | None = None) -> None:
-        """The trained adapter (or whole model, tokenizer beside it) in OUTPUT_DIR/adapter
-        (or /model), with the plots; a model card README.md goes with it after train()."""
+        """transformers.Trainer's save_model: the trained adapter (or whole model), its
+        tokenizer and a model card README.md in `output_dir` itself, which
+        AutoPeftModelForCausalLM.from_pretrained(output_dir) loads (a whole model:
+        AutoModelForCausalLM). The adapter names as its base model the directory the policy
+        was loaded from, for `default` and `tiny` ple's cached copy; the card names the Hub
+        id, where there is one (ple.models.saved_base, hub_id).
+
+        Without `output_dir`: the run's own OUTPUT_DIR/adapter (or /model) and plots, as
+        train() writes them (the output directory's contract: no tokenizer beside an
+        adapter there)."""
         with self.whole_model() as model:
-            if self.accelerator.is_main_process:
-                self._save(Path(output_dir or self.args.output_dir), model)
+            if not self.accelerator.is_main_process:
+                return
+            if output_dir is None:
+                self._save(Path(self.args.output_dir), model)
+            else:
+                self.writer.export(model, Path(output_dir), self.tokenizer, self.args,
+                                   self.metrics, self.summary)
+
+    def push_to_hub(self, commit_message: str = "End of training") -> str | None:
+        """transformers.Trainer's push_to_hub: upload the model as save_model writes it (the
+        adapter naming its base model by Hub id) and the run's config.yaml, metrics.jsonl,
+        summary.json and plots to args.hub_model_id (default: output_dir's name). train()
+        calls it when args.push_to_hub. Returns the commit's URL (None on the other
+        processes)."""
+        with self.whole_model() as model:
+            if not self.accelerator.is_main_process:
+                return None
+            return self.writer.push(model, self.tokenizer, self.args, self.metrics,
+                                    self.summary, commit_message)
 
     def _save(self, out: Path, model) -> None:
-        """Write the adapter (or model) and the plots, on the main process; `model` is the
-        whole policy. Methods extend it with what they save besides."""
-        self.writer.save_model(model, self._saved_dir(out), self.tokenizer)
+        """Write the run's adapter (or model) and the plots, on the main process; `model` is
+        the whole policy. Methods extend it with what they save besides."""
+        saved = self._saved_dir(out)
+        self.writer.save_model(model, saved, self.tokenizer, saved_base(model, self.args.model))
+        if self.summary:  # saved again after train(): PEFT's card replaced by ple's again
+            write_model_card(saved, self.args, self.metrics, self.summary)
         plot_reward_curves(self.metrics, out / "reward_curves.png")
 
     def _saved_dir(self, out: Path) -> Path:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import yaml
 
-from ple import checkpoint
+from ple import checkpoint, hub
 from ple.model_card import write_model_card
+from ple.models import saved_base
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
              "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
@@ -111,12 +113,42 @@ class RunWriter:
                 f.truncate(state[f"{name}_bytes"])
         return [json.loads(line) for line in open(self.out / "metrics.jsonl")]
 
-    def save_model(self, model, folder: Path, tokenizer) -> None:
+    def save_model(self, model, folder: Path, tokenizer, base: str | None = None,
+                   with_tokenizer: bool = False) -> None:
         """The adapter (or whole model, with its tokenizer) in `folder`; `model` is the
-        whole policy. Called on the main process only."""
-        model.save_pretrained(folder, safe_serialization=True)
-        if folder.name == "model":
+        whole policy. `base`: what the adapter's config names as its base model
+        (base_model_name_or_path, where AutoPeftModelForCausalLM loads it from; None: PEFT's
+        own record). `with_tokenizer`: the tokenizer beside an adapter too. Called on the
+        main process only."""
+        configs = list(getattr(model, "peft_config", {}).values())
+        recorded = [c.base_model_name_or_path for c in configs]
+        for config in configs:
+            config.base_model_name_or_path = base or config.base_model_name_or_path
+        try:
+            model.save_pretrained(folder, safe_serialization=True)
+        finally:  # one save's naming is not the model's (a pushed copy names the Hub id)
+            for config, name in zip(configs, recorded):
+                config.base_model_name_or_path = name
+        if not configs or with_tokenizer:
             tokenizer.save_pretrained(folder)
+
+    def export(self, model, folder: Path, tokenizer, args, metrics: list[dict], summary: dict,
+               hub_base: bool = False) -> None:
+        """A trainer's save_model(folder): the adapter (or whole model), which names its base
+        model as ple.models.saved_base says (`hub_base`: by Hub id, where there is one), its
+        tokenizer and the model card, loadable from `folder` directly. Main process only."""
+        base = saved_base(model, args.model, hub=hub_base)
+        self.save_model(model, folder, tokenizer, base, with_tokenizer=True)
+        write_model_card(folder, args, metrics, summary)
+
+    def push(self, model, tokenizer, args, metrics: list[dict], summary: dict,
+             commit_message: str = "End of training") -> str:
+        """push_to_hub: what export writes, naming the base by Hub id (where ple's cache is
+        not, only that resolves), and the run's record, uploaded to the repository of
+        args.hub_model_id; returns the commit's URL. Main process only."""
+        with tempfile.TemporaryDirectory(prefix="ple-push-") as folder:
+            self.export(model, Path(folder), tokenizer, args, metrics, summary, hub_base=True)
+            return hub.push_run(Path(folder), self.out, args, commit_message)
 
     def finish(self, args, folder: Path, metrics: list[dict], summary: dict) -> None:
         """summary.json, the model card in the saved folder, the trackers closed."""

@@ -20,7 +20,7 @@ from ple.config import TrainConfig, trackers
 from ple.evaluation.heldout import evaluate_plain
 from peft import get_peft_model
 
-from ple.models import paper_lora
+from ple.models import paper_lora, saved_base
 from ple.online import eval_row, make_prompter
 from ple.plot import plot_loss_curve
 from ple.rewards import RewardModel, reward_model_id
@@ -104,7 +104,8 @@ class TRLRun:
         files = RunWriter(self.out)
         files.start(self.args)
         (self.out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
-        summary = {"examples": len(dataset), "reward_model": reward_model_id(self.reward)}
+        summary = {"examples": len(dataset), "reward_model": reward_model_id(self.reward),
+                   "model_dtype": str(self.model.dtype).removeprefix("torch.")}
         if self.eval_queries:
             summary["eval_before"] = self.evaluate()
         writer = MetricsWriter(self.out / "metrics.jsonl", self.totals, self.args.eval_steps,
@@ -116,11 +117,14 @@ class TRLRun:
         trainer.train()
         self.tokenizer.padding_side = "left"
         saved = self.out / ("adapter" if self.args.use_lora else "model")
-        files.save_model(self.model, saved, self.tokenizer)
+        files.save_model(self.model, saved, self.tokenizer,
+                         saved_base(self.model, self.args.model))
         plot_loss_curve(writer.rows, self.out / "loss_curve.png")
         if self.eval_queries:
             summary["eval_after"] = self.evaluate()
         summary["steps"] = trainer.state.global_step
         files.finish(self.args, saved, writer.rows, summary)
+        if self.args.push_to_hub:
+            files.push(self.model, self.tokenizer, self.args, writer.rows, summary)
         return summary
 
