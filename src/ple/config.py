@@ -134,8 +134,10 @@ class TrainConfig:
     bf16: bool = field(
         default=True,
         metadata=_doc("On a CUDA GPU, run forward passes and generation under bf16 autocast "
-                      "(weights, gradients and optimizer state stay float32). Ignored on "
-                      "CPU, where autocast is off. The paper does not say. Default true."),
+                      "(trained weights, gradients and optimizer state stay float32; with "
+                      "LoRA the frozen base loads in bfloat16 unless model_init_kwargs names "
+                      "a dtype). Ignored on CPU, where autocast is off. The paper does not "
+                      "say. Default true."),
     )
     gradient_checkpointing: bool = field(
         default=True,
@@ -199,7 +201,7 @@ class TrainConfig:
                       "costs half the model's float32 size in memory); `float32`, the policy "
                       "itself; `auto`, bfloat16 where the device computes it natively, else "
                       "float32 (and float32 under DeepSpeed, whose weights are sharded). The "
-                      "losses' log-probs always come from the float32 policy; only the "
+                      "losses' log-probs always come from the policy itself; only the "
                       "sampling distribution is the bf16 copy's. config.yaml records what "
                       "`auto` chose. The paper does not say. Default auto."),
     )
