@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class Method:
     config: str  # "module:Class" of its config, a TrainConfig (sub)class
