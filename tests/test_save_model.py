@@ -264,3 +264,27 @@ def test_push_to_hub_that_fails_says_so_in_one_line_after_the_run(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert f"push_to_hub: uploading to me/x failed, the run itself is complete in {out}" in last
     assert (out / "summary.json").is_file() and (out / "adapter" / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_trl_methods_load_with_model_init_kwargs_and_name_their_base(tmp_path):
+    """sft through TRL: model_init_kwargs reach the policy's from_pretrained (summary.json
+    says bfloat16), and the run's adapter/ names tiny's cached directory as its base."""
+    from peft import AutoPeftModelForCausalLM
+
+    from ple.models import tiny_model_dir
+
+    data = tmp_path / "imdb.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Review {i}: a warm, funny and moving film "
+                                                f"that I loved from start to end", "label": 1})
+                            + "\n" for i in range(4)))
+    out = tmp_path / "sft"
+    result = run_ple("train", "--method", "sft", "--model", "tiny", "--data", data,
+                     "--max-steps", "1", "--batch-size", "2", "--output-dir", out,
+                     "--model-init-kwargs", '{"dtype": "bfloat16"}')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["model_dtype"] == "bfloat16"
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir(0).resolve())
+    assert "base_model" not in front_matter(out / "adapter" / "README.md")
+    AutoPeftModelForCausalLM.from_pretrained(str(out / "adapter"))
