@@ -112,7 +112,8 @@ def test_card_and_adapter_name_a_hub_id_never_a_ple_name_or_a_path(tmp_path):
     (unnamed / "config.json").write_text(json.dumps({"_name_or_path": str(tmp_path)}))
     expected = {"default": DEFAULT_HUB_ID, "org/model": "org/model", str(named): "org/base-7b",
                 "tiny": None, str(tmp_path / "m.gguf"): None, str(unnamed): None,
-                str(tmp_path / "empty"): None, "(a model given in Python, no name_or_path)": None}
+                str(tmp_path / "empty"): None, "(a model given in Python, no name_or_path)": None,
+                str(default_model_dir(weights=False)): DEFAULT_HUB_ID}
     (tmp_path / "empty").mkdir()
     assert {name: hub_id(name) for name in expected} == expected
 

@@ -248,6 +248,8 @@ def hub_id(name: str) -> str | None:
     if name == "tiny" or name.endswith(".gguf"):
         return None
     path = Path(name)
+    if path.exists() and path.resolve() == (cache_dir() / "SmolLM2-135M-Instruct").resolve():
+        return DEFAULT_HUB_ID  # a model ple loaded as `default`, then given in Python
     if path.exists():
         try:
             name = json.loads((path / "config.json").read_text()).get("_name_or_path") or ""
