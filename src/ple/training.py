@@ -45,6 +45,14 @@ def prepare_output_dir(path: str, overwrite: bool) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+def differing_settings(saved: dict, wanted: dict, ignore: tuple[str, ...]) -> list[str]:
+    """The settings, besides `ignore`, in which a run's config.yaml differs from the config
+    asked for. config.yaml records the generation_dtype that `auto` chose on the machine that
+    trained the run, which is what `auto` asks for."""
+    return [k for k, v in wanted.items() if k not in ignore and saved.get(k, v) != v
+            and not (k == "generation_dtype" and v == "auto")]
+
+
 def check_resume(cfg: TrainConfig) -> None:
     """A resumed run trains as the saved one did: `cfg` may differ from OUTPUT_DIR/config.yaml
     only in max_steps (to extend the run)."""
@@ -52,8 +60,7 @@ def check_resume(cfg: TrainConfig) -> None:
     if not saved_path.is_file():
         raise UserError(f"--resume: {saved_path} does not exist (no run to continue)")
     saved = load_config(str(saved_path))
-    changed = [k for k, v in saved.to_dict().items()
-               if k != "max_steps" and getattr(cfg, k, v) != v]
+    changed = differing_settings(saved.to_dict(), cfg.to_dict(), ignore=("max_steps",))
     if type(saved) is not type(cfg) or changed:
         raise UserError(f"--resume: the config differs from the saved run in "
                         f"{', '.join(changed) or 'method'}")

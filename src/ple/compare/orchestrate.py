@@ -66,7 +66,7 @@ def _label(name: str, seed: int) -> str:
 def run_status(spec: RunSpec) -> Status:
     """What the run's directory holds; refuses a run of another config, and leftovers of
     something that is not a run."""
-    from ple.training import prepare_output_dir
+    from ple.training import differing_settings, prepare_output_dir
 
     out = Path(spec.config.output_dir)
     saved_file = out / "config.yaml"
@@ -77,10 +77,8 @@ def run_status(spec: RunSpec) -> Status:
             raise UserError(f"{spec.where}: {spec.name} seed {spec.seed}: {e}") from None
         return "new"
     saved, wanted = load_config(str(saved_file)).to_dict(), spec.config.to_dict()
-    # Where the run lives is not how it was trained; config.yaml records what `auto` chose
-    # on the machine that trained it, which is what `auto` asks for.
-    differ = [k for k in wanted if k != "output_dir" and saved[k] != wanted[k]
-              and not (k == "generation_dtype" and wanted[k] == "auto")]
+    # Where the run lives is not how it was trained.
+    differ = differing_settings(saved, wanted, ignore=("output_dir",))
     if differ:
         shown = ", ".join(f"{k} {saved[k]!r} there, {wanted[k]!r} here" for k in differ[:3])
         raise UserError(f"{spec.where}: {spec.name} seed {spec.seed}: {out} holds a run of "
