@@ -125,20 +125,27 @@ def test_reference_perplexity_is_exp_mean_nll(adapter_run, imdb_test, tmp_path, 
                                                            rel=1e-3)
 
 
-@pytest.mark.slow
-def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_path,
-                                                   monkeypatch):
+@pytest.fixture
+def generated(monkeypatch) -> list:
+    """The token ids of every response held-out evaluation samples, in sampling order."""
     from ple.evaluation import heldout
-    from ple.evaluation.metrics import assistant_speak_share, distinct_n
 
-    generated = []
+    recorded = []
+    real_sample = heldout.sample
 
     def recording_sample(*args, **kwargs):
-        generated.extend(responses := real_sample(*args, **kwargs))
+        recorded.extend(responses := real_sample(*args, **kwargs))
         return responses
 
-    real_sample = heldout.sample
     monkeypatch.setattr(heldout, "sample", recording_sample)
+    return recorded
+
+
+@pytest.mark.slow
+def test_guards_base_model_perplexity_and_distinct(adapter_run, imdb_test, tmp_path,
+                                                   generated):
+    from ple.evaluation.metrics import assistant_speak_share, distinct_n
+
     result, rows = run_eval(tmp_path / "e", "--adapter", adapter_run / "adapter",
                             "--test-data", imdb_test, "--batch-size", "4")
     base, tokenizer = tiny_policy()
@@ -163,21 +170,11 @@ def response_logprobs(model, prompt: list[int], response: list[int]) -> list[flo
 
 
 @pytest.mark.slow
-def test_kl_from_the_base_by_hand(adapter_run, imdb_test, tmp_path, monkeypatch):
+def test_kl_from_the_base_by_hand(adapter_run, imdb_test, tmp_path, generated):
     """`ple eval --adapter`: each response's KL is the sum over its tokens of log pi - log
     pi_base, each log-prob from its own unpadded forward pass (adapter on, then off), and
     eval.json holds their mean and standard error. Batches of 4 mix prompt lengths, so left
     padding and position ids are exercised."""
-    from ple.evaluation import heldout
-
-    generated = []
-
-    def recording_sample(*args, **kwargs):
-        generated.extend(responses := real_sample(*args, **kwargs))
-        return responses
-
-    real_sample = heldout.sample
-    monkeypatch.setattr(heldout, "sample", recording_sample)
     printed = []
     result, rows = run_eval(tmp_path / "e", "--adapter", adapter_run / "adapter",
                             "--test-data", imdb_test, "--batch-size", "4", printed=printed)
