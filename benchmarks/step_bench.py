@@ -50,7 +50,7 @@ def bench_config(args, output_dir: str):
 
     return load_config(None, {"task": "imdb", "model": args.model, "reward": "vader",
                               "batch_size": args.batch_size,
-                              "train_batch_size": args.batch_size,
+                              "per_device_train_batch_size": args.batch_size,
                               "max_new_tokens": args.max_new_tokens, "replay_window": 1,
                               "max_steps": 1 + args.steps, "seed": args.seed,
                               # the floor and the peer run in float32: so does PLE here

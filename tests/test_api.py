@@ -82,9 +82,9 @@ def test_weighted_reward_functions(tmp_path):
     def length(completions, **kwargs):
         return [float(len(c)) for c in completions]
 
-    trainer = PLETrainer(model="tiny", args=small(tmp_path),
+    trainer = PLETrainer(model="tiny", args=small(tmp_path, reward_weights=[2.0, 0.5]),
                          train_dataset=[{"prompt": q} for q in QUERIES],
-                         reward_funcs=[one, length], reward_weights=[2.0, 0.5])
+                         reward_funcs=[one, length])
     scores = trainer.reward.score(["q", "q"], ["ab", "abcd"])
     assert scores == [2.0 + 1.0, 2.0 + 2.0]
     assert trainer.args.reward == "2*one + 0.5*length"

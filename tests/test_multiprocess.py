@@ -83,7 +83,7 @@ def workdir(tmp_path_factory):
 def one_process(workdir):
     """3 steps on one process, 4 pairs per forward pass."""
     out = workdir / "one"
-    result = run_ple("train", *FLAGS, "--max-steps", "3", "--train-batch-size", "4",
+    result = run_ple("train", *FLAGS, "--max-steps", "3", "--per-device-train-batch-size", "4",
                      "--output-dir", out, cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     return out
@@ -96,7 +96,7 @@ def two_processes(workdir, request):
     continues, and a copy of it as it was after those 2 steps."""
     how = request.param
     out = workdir / f"two-{how}"
-    result = launch(workdir, how, "train", *FLAGS, "--max-steps", "2", "--train-batch-size",
+    result = launch(workdir, how, "train", *FLAGS, "--max-steps", "2", "--per-device-train-batch-size",
                     "2", "--output-dir", out)
     assert result.returncode == 0, result.stderr[-3000:]
     shutil.copytree(out, workdir / f"two-{how}-at-step-2")
@@ -201,9 +201,9 @@ def make_trainer(tmp_path, name, **overrides):
 
 
 def test_gradient_accumulation_equals_the_larger_mini_batch(tmp_path):
-    whole = make_trainer(tmp_path, "whole", train_batch_size=4)
+    whole = make_trainer(tmp_path, "whole", per_device_train_batch_size=4)
     whole.train()
-    accumulated = make_trainer(tmp_path, "accumulated", train_batch_size=2,
+    accumulated = make_trainer(tmp_path, "accumulated", per_device_train_batch_size=2,
                                gradient_accumulation_steps=2)
     chunk_sizes = []
     pair_losses = accumulated._pair_losses
@@ -223,7 +223,7 @@ def test_gradient_accumulation_equals_the_larger_mini_batch(tmp_path):
     assert_close_tensors({n: p.detach() for n, p in accumulated.updater.trainable().items()},
                          {n: p.detach() for n, p in whole.updater.trainable().items()})
     # Without accumulation, updates of 2 pairs: 4 then 7 optimizer steps.
-    small = make_trainer(tmp_path, "small", train_batch_size=2)
+    small = make_trainer(tmp_path, "small", per_device_train_batch_size=2)
     small.train()
     assert [r["optimizer_steps"] for r in small.metrics] == [4, 11]
 
@@ -301,11 +301,11 @@ def test_full_fine_tuning_under_zero3_trains_as_one_process(workdir):
     flags = [*FLAGS, "--max-steps", "2", "--use-lora", "false", "--learning-rate", "1e-3",
              "--eval-queries", "4"]
     one = workdir / "full-one"
-    result = run_ple("train", *flags, "--train-batch-size", "4", "--output-dir", one,
+    result = run_ple("train", *flags, "--per-device-train-batch-size", "4", "--output-dir", one,
                      cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     two = workdir / "full-zero3"
-    result = launch(workdir, "zero3", "train", *flags, "--train-batch-size", "2",
+    result = launch(workdir, "zero3", "train", *flags, "--per-device-train-batch-size", "2",
                     "--output-dir", two)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_close_rows(rows(two / "metrics.jsonl"), rows(one / "metrics.jsonl"))

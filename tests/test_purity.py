@@ -53,7 +53,7 @@ def test_trainer_logs_the_purity_of_the_pairs_it_trains(tmp_path, ablation):
     """Purity comes from the log-probs of the training forward pass itself: they equal the
     model's log-probs before the update, y and y' not swapped (the no_rank ablation too)."""
     cfg = load_config(None, {"model": "tiny", "output_dir": str(tmp_path / "run"),
-                             "train_batch_size": 8, "ablation": ablation,
+                             "per_device_train_batch_size": 8, "ablation": ablation,
                              "purity_margins": MARGINS})
     trainer = PLETrainer(model="tiny", args=cfg, reward_funcs=VaderReward(),
                          train_dataset=prompts(["The film opens with"]),

@@ -31,8 +31,8 @@ def check_output_dir(path: str, overwrite: bool) -> list[Path]:
 
     out = Path(path)
     check_writable_dir(out, "--output-dir")
-    old = [out / name for name in (*RUN_FILES, "adapter", "model", "runs")
-           if (out / name).exists()]
+    old = [out / name for name in (*RUN_FILES, "adapter", "model", "runs", ".staging")
+           if (out / name).exists()] + sorted(out.glob("checkpoint-*"))
     if old and not overwrite:
         raise UserError(f"--output-dir {path} holds another run ({old[0].name}); pass "
                         f"--overwrite to replace it or choose another directory")
@@ -104,7 +104,7 @@ def checked_inputs(cfg: TrainConfig, task):
 def check_processes(cfg: TrainConfig) -> None:
     """Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N), only
     the methods of the shared online harness run on several processes (docs/scaling.md)."""
-    from ple.zero import launched_with_deepspeed
+    from ple.models import launched_with_deepspeed
 
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     spreads = METHODS[cfg.method].distributed

@@ -17,7 +17,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ple import checkpoint
+from transformers.trainer_utils import get_last_checkpoint
+
 from ple.compare.config import (BASE, CompareConfig, RunSpec, load_compare_config,
                                 run_specs)
 from ple.compare.study import finished_part, write_whole
@@ -138,11 +139,11 @@ def train(spec: RunSpec, status: Status) -> None:
         return
     for name in EVAL_FILES:  # an evaluation there measured an earlier adapter
         (out / name).unlink(missing_ok=True)
-    saved = checkpoint.complete_checkpoints(out) if status == "unfinished" else []
-    # ple's own loop checkpoints; TRL trains its methods in one go, so they start again.
+    saved = get_last_checkpoint(str(out)) if status == "unfinished" else None
+    # ple's own trainers checkpoint; TRL trains its methods in one go, so they start again.
     if saved and not METHODS[spec.config.method].trl:
         print(f"{_label(spec.name, spec.seed)}: resuming the unfinished run in {out} from "
-              f"{saved[-1].name}", flush=True)
+              f"{Path(saved).name}", flush=True)
         run_training(spec.config, resume=True)
         return
     again = " (replacing an unfinished run of the same config)" \
