@@ -17,6 +17,7 @@ import enum
 import functools
 import importlib.util
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -279,6 +280,12 @@ class TrainConfig(TrainingArguments):
         self.model_init_kwargs = _init_kwargs(self.model_init_kwargs)
         if self.bf16 is None:
             self.bf16 = _bf16_gpu()
+        if not _cuda():
+            # Without a GPU, accelerate runs several processes only when told it is on CPU;
+            # DeepSpeed finds its CPU accelerator itself, and talks over gloo.
+            deepspeed = launched_with_deepspeed()
+            self.use_cpu = self.use_cpu or not deepspeed
+            self.ddp_backend = self.ddp_backend or ("gloo" if deepspeed else None)
         if self.activation_checkpointing is None:
             self.activation_checkpointing = self.gradient_checkpointing is not False
         if self.activation_checkpointing_kwargs is None:
@@ -303,6 +310,16 @@ class TrainConfig(TrainingArguments):
              f"is configured by {configures.__name__}, not {type(self).__name__} (which "
              f"configures {', '.join(configured_by(type(self)))})")
         need(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
+        # Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N):
+        # checked before TrainingArguments joins the processes (docs/scaling.md).
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        spreads = METHODS[self.method].distributed
+        need(processes == 1 or spreads, "method", f"runs on one process, not {processes}; "
+             f"{having('distributed')} run on several (docs/scaling.md)")
+        need(not launched_with_deepspeed() or spreads, "method", f"runs without DeepSpeed; "
+             f"{having('distributed')} run under it (docs/scaling.md)")
+        need(self.batch_size >= processes, "batch_size",
+             f"each of the {processes} processes needs at least one query a step")
         for key in ("batch_size", "max_steps", "save_steps", "per_device_train_batch_size",
                     "gradient_accumulation_steps", "max_prompt_tokens", "max_new_tokens",
                     "lora_r", "lora_alpha"):
@@ -748,7 +765,7 @@ TA_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
 # Nor are hub_token (which to_dict hides) and the settings Trainer fills in.
 DERIVED = {"gradient_checkpointing", "gradient_checkpointing_kwargs", "eval_strategy", "do_eval",
            "logging_dir", "disable_tqdm", "hub_token", "include_for_metrics",
-           "accelerator_config", "debug"}
+           "accelerator_config", "debug", "use_cpu", "ddp_backend"}
 
 
 @functools.cache
@@ -759,10 +776,21 @@ def _training_arguments_defaults() -> dict:
             if f.default is not dataclasses.MISSING}
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _bf16_gpu() -> bool:
     import torch
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return _cuda() and torch.cuda.is_bf16_supported()
+
+
+def launched_with_deepspeed() -> bool:
+    """True under `accelerate launch` with a DeepSpeed config (accelerate's own signal)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def load_config(path: str | None = None, overrides: dict | None = None) -> TrainConfig:

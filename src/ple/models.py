@@ -26,6 +26,7 @@ import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig,
                           LlamaForCausalLM)
 
+from ple.config import launched_with_deepspeed
 from ple.errors import UserError
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -190,11 +191,6 @@ def _from_pretrained(cls, name: str, **kwargs):
     except OSError as e:
         raise UserError(f"model `{name}`: no such local directory, and not loadable as a hub "
                         f"id here ({str(e).splitlines()[0]})") from None
-
-
-def launched_with_deepspeed() -> bool:
-    """True under `accelerate launch` with a DeepSpeed config (accelerate's own signal)."""
-    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def init_kwargs(given: dict | None = None, lora: bool = False, bf16: bool = True) -> dict:

@@ -99,6 +99,19 @@ def micro_batches(items: list, accelerator, accumulation: int) -> list[tuple[lis
     return [(chunk, len(chunk) / len(items)) if chunk else (items[:1], 0.0) for chunk in chunks]
 
 
+def scalars(row: dict) -> dict:
+    """The numbers of a metrics row, as trackers take them: nested dicts (purity per
+    margin) flattened to `purity/0.05`, nulls left out."""
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{k}": v for k, v in value.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
 class StepIndex(torch.utils.data.Dataset):
     """Trainer's training data: (step, micro-batch) for each backward pass. The queries of
     a step are a pure function of (seed, step) (OnlineTrainer._queries_for_step), so a
@@ -366,15 +379,21 @@ class OnlineTrainer(Trainer):
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         """Trainer's log, with the method's metrics of the steps since the last log
-        averaged in (as GRPOTrainer logs its own)."""
+        averaged in (as GRPOTrainer logs its own; nested ones, purity per margin, as
+        `purity/0.05`), and with wandb in report_to, the last step's samples as a
+        `completions` table (for PLE: query, y, y', s, s', branch, w)."""
         if "loss" in logs and self.state.global_step:
-            rows = [r for r in self.metrics + ([self._row] if self._row else [])
+            rows = [scalars(r) for r in self.metrics + ([self._row] if self._row else [])
                     if r["step"] > self.state.global_step - self.args.logging_steps]
-            numbers = {k for r in rows for k, v in r.items()
-                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            for key in sorted(numbers - set(logs) - {"step"}):
-                values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+            for key in sorted({k for r in rows for k in r} - set(logs) - {"step"}):
+                values = [r[key] for r in rows if key in r]
                 logs[key] = sum(values) / len(values)
+            samples = self.writer.step_samples
+            if "wandb" in self.args.report_to and samples and self.is_world_process_zero():
+                import wandb
+
+                wandb.log({"completions": wandb.Table(
+                    columns=list(samples[0]), data=[list(r.values()) for r in samples])})
         super().log(logs, start_time)
 
     # --- sampling ------------------------------------------------------------------------
@@ -575,6 +594,7 @@ class OnlineTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             self._staging = None
+        self.accelerator.wait_for_everyone()  # DeepSpeed: every process writes its shard
         if self.accelerator.is_main_process:
             state = {"totals": self.totals, "summary": self.summary,
                      "method": self._method_state(), **self.writer.lengths()}

@@ -28,6 +28,7 @@ class RunWriter:
     def __init__(self, out: Path, accelerator=None):
         self.out, self.accelerator = out, accelerator
         self.main = accelerator is None or accelerator.is_main_process
+        self.step_samples: list[dict] = []  # the samples rows of the step being logged
 
     def start(self, args) -> None:
         """A new run: its config and empty metrics and samples files."""
@@ -49,9 +50,11 @@ class RunWriter:
     def sample(self, record: dict) -> None:
         """One samples.jsonl row of the current step (its columns are the method's)."""
         self._samples.write(json.dumps(record) + "\n")
+        self.step_samples.append(record)
 
     def log(self, row: dict) -> None:
         """A step's metrics row to metrics.jsonl, after its samples rows."""
+        self.step_samples = []
         self._samples.flush()
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()

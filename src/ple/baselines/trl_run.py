@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from ple.config import TrainConfig, trackers
+from ple.config import TrainConfig, launched_with_deepspeed, trackers
 from ple.evaluation.heldout import evaluate_plain
 from peft import get_peft_model
 
-from ple.models import launched_with_deepspeed, paper_lora, saved_base
+from ple.models import paper_lora, saved_base
 from ple.evaluation.heldout import eval_row
 from ple.online import make_prompter
 from ple.plot import plot_loss_curve
