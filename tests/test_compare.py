@@ -74,10 +74,10 @@ def second(first):
     rows[0]["response"] = SCRIPT
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     raft = out / "runs/raft/seed1"
-    for gone in ("summary.json", "adapter", "checkpoints/step-000002"):
+    for gone in ("summary.json", "adapter", "checkpoint-2"):
         shutil.rmtree(raft / gone) if (raft / gone).is_dir() else (raft / gone).unlink()
     no_wsft = out / "runs/no_wsft/seed1"
-    for gone in ("summary.json", "adapter", "checkpoints"):
+    for gone in ("summary.json", "adapter", *(p.name for p in no_wsft.glob("checkpoint-*"))):
         shutil.rmtree(no_wsft / gone) if (no_wsft / gone).is_dir() else (no_wsft / gone).unlink()
     before = snapshot(out)
     result = run_ple("compare", "--config", "compare.yaml", cwd=root)
@@ -218,7 +218,7 @@ def test_second_invocation_reuses_finished_runs_and_evaluations(second):
     assert "no_wsft seed 1: training in out/runs/no_wsft/seed1 (replacing an unfinished " \
            "run" in stdout
     assert "raft seed 1: resuming the unfinished run in out/runs/raft/seed1 from " \
-           "step-000001" in stdout
+           "checkpoint-1" in stdout
     assert stdout.count("reused the evaluation") == 6  # 2 base + 4 runs
     # ple's seed-0 responses changed, so both its seed-0 pairs are judged again; at seed 1
     # the pair with the base model is not (raft's was retrained, so it may be).
@@ -234,8 +234,8 @@ def test_second_invocation_reuses_finished_runs_and_evaluations(second):
     assert (out / "runs/raft/seed1/summary.json").is_file()
     # The resumed run kept its first step and trained the second.
     raft = out / "runs/raft/seed1"
-    assert after[raft / "checkpoints/step-000001/trainable.safetensors"] == \
-        before[raft / "checkpoints/step-000001/trainable.safetensors"]
+    assert after[raft / "checkpoint-1/adapter_model.safetensors"] == \
+        before[raft / "checkpoint-1/adapter_model.safetensors"]
     assert [json.loads(x)["step"] for x in open(raft / "metrics.jsonl")] == [1, 2]
 
 
@@ -738,7 +738,7 @@ def test_runs_kept_for_their_results_only_are_reused_and_never_evaluated_anew(fi
     for name in ("length_score.py", "compare.yaml"):
         shutil.copy(root / name, tmp_path)
     for run in (tmp_path / "out/runs").glob("*/seed*"):
-        for gone in ("adapter", "checkpoints", "samples.jsonl"):
+        for gone in ("adapter", *(p.name for p in run.glob("checkpoint-*")), "samples.jsonl"):
             shutil.rmtree(run / gone) if (run / gone).is_dir() else (run / gone).unlink()
     kept = snapshot(tmp_path / "out/runs")
     result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
@@ -804,7 +804,7 @@ def test_jobs_trains_runs_in_worker_processes_with_a_share_of_the_threads(first,
     assert result.returncode == 0, result.stderr[-3000:]
     workers = capfd.readouterr()  # what the workers wrote, on the process's own stdout/err
     assert "ple compare: raft seed 1: training in" in workers.out
-    assert "Warning" not in workers.err and "PLE: 100%" in workers.err
+    assert "Warning" not in workers.err and "100%|" in workers.err
     for run in ("ple/seed1", "raft/seed1"):
         summary = json.loads((tmp_path / "out/runs" / run / "summary.json").read_text())
         assert summary["torch_threads"] == share

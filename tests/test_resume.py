@@ -130,7 +130,7 @@ def test_resume_refuses_a_changed_config_naming_the_keys(workdir, uninterrupted)
                      "--seed", "3", cwd=workdir)
     assert result.returncode == 2
     assert result.stderr.strip() == ("ple: error: --resume: the config differs from the saved "
-                                     "run in alpha, seed")
+                                     "run in seed, alpha")
 
 
 def test_resume_without_checkpoint_or_run(workdir):

@@ -376,10 +376,9 @@ class TrainConfig(TrainingArguments):
         """The settings as config.yaml records them: ple's own fields and every
         TrainingArguments field given another value than its default."""
         defaults = _training_arguments_defaults()
-        values = super().to_dict()
-        own = {k: v for k, v in values.items() if k not in TA_FIELDS}
-        return {**own, **{k: v for k, v in values.items() if k in TA_FIELDS and (
-            k in TrainConfig.__annotations__ or (v != defaults.get(k) and k not in DERIVED))}}
+        return {k: v for k, v in super().to_dict().items()
+                if k not in TA_FIELDS or k in TrainConfig.__annotations__
+                or (v != defaults.get(k) and k not in DERIVED)}
 
 
 @dataclass

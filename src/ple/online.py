@@ -261,6 +261,11 @@ class OnlineTrainer(Trainer):
         self._row: dict | None = None  # this step's metrics row, until it is written
         self._sums: dict[str, float] = {}  # this step's loss terms, weighted by share
         self._lists: dict[str, list] = {}  # and those with one value per item
+        self._last_evaluation: tuple[int, dict] | None = None  # (step, evaluate_plain's)
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a method adds to the trainer once it is made (PLE: D_train)."""
 
     @property
     def tokenizer(self):
@@ -452,7 +457,9 @@ class OnlineTrainer(Trainer):
         """Plain responses to the held-out queries (see evaluate_plain): their mean reward,
         KL from the base model, perplexity under it and distinct-n, as eval_* metrics,
         logged, passed to the callbacks' on_evaluate and added to this step's metrics row."""
-        metrics = eval_row(self._evaluate_plain())
+        evaluation = self._evaluate_plain()
+        self._last_evaluation = (self.state.global_step, evaluation)
+        metrics = eval_row(evaluation)
         if self._row is not None:
             self._row.update(metrics)
         self.log(dict(metrics))
@@ -497,7 +504,10 @@ class OnlineTrainer(Trainer):
         summary = self.summary
         self.save_model()
         if self.eval_queries:
-            summary["eval_after"] = self._evaluate_plain()
+            # Trainer evaluates after the last step (eval_steps), which is this evaluation.
+            last = self._last_evaluation
+            summary["eval_after"] = last[1] if last and last[0] == self.state.global_step \
+                else self._evaluate_plain()
         summary["steps"] = self.state.global_step
         self.writer.finish(a, self._saved_dir(Path(a.output_dir)), self.metrics, summary)
         if a.push_to_hub:
@@ -563,6 +573,7 @@ class OnlineTrainer(Trainer):
     def init_hf_repo(self, token: str | None = None) -> None:
         """Trainer creates the Hub repository when it is made; ple's push_to_hub creates it
         when it uploads, after training (ple.hub)."""
+        self.push_in_progress = None
 
     def _save_run(self, out: Path, model) -> None:
         """Write the run's adapter (or model) and the plots, on the main process; `model` is

@@ -38,8 +38,7 @@ class PLETrainer(OnlineTrainer):
 
     config_class = PLEConfig
 
-    def __init__(self, *positional, **keywords):
-        super().__init__(*positional, **keywords)
+    def _setup(self) -> None:
         self.buffer = ReplayBuffer(self.args.replay_window)  # D_train
         # tau_scale spread: the spread of s' - s on step 1's pairs (losses.gap_spread).
         self.gap_spread: float | None = None

@@ -51,8 +51,7 @@ class PPOTrainer(OnlineTrainer):
 
     config_class = PPOConfig
 
-    def __init__(self, *positional, **keywords):
-        super().__init__(*positional, **keywords)
+    def _setup(self) -> None:
         hidden = self.model.config.get_text_config().hidden_size
         self.value_head = torch.nn.Linear(hidden, 1).to(self.accelerator.device)
         self._inner: list[dict] = []  # this step's loss terms of the updates before the last
@@ -155,6 +154,9 @@ class PPOTrainer(OnlineTrainer):
         return terms
 
     def _rollout(self, step: int, queries: list[str]) -> tuple[list, dict]:
+        # Trainer zeroes the policy's gradients after its optimizer step, not the value
+        # head's, which is not part of the model.
+        self.optimizer.zero_grad()
         t0 = time.perf_counter()
         plain = [self.prompter.ids(q) for q in queries]
         responses, texts = self._sample(plain)

@@ -42,7 +42,9 @@ class MetricsWriter(TrainerCallback):
             return
         self.totals["optimizer_steps"] = state.global_step
         row = {"step": state.global_step, **logs, **self.totals}
-        if self.eval_steps and state.global_step % self.eval_steps == 0:
+        # Every eval_steps and after the last step, as transformers.Trainer evaluates.
+        if self.eval_steps and (state.global_step % self.eval_steps == 0
+                                or state.global_step == state.max_steps):
             row.update(eval_row(self.evaluate()))
         self.rows.append(row)
         with open(self.path, "a") as f:
