@@ -218,6 +218,31 @@ class TrainConfig(TrainingArguments):
                       "over them, as Trainer does; metrics.jsonl gets every step either "
                       "way. Default 1."),
     )
+    per_device_train_batch_size: int = field(
+        default=8,
+        metadata=_doc("TRL's methods (sft, dpo, rloo): TRL's, per process. PPO: responses in "
+                      "one forward pass of its rollout statistics, and with "
+                      "gradient_accumulation_steps the size of its mini-batches. PLE and RAFT "
+                      "do not read it: a step's pairs (examples) are each process's share, in "
+                      "gradient_accumulation_steps passes. Default 8."),
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata=_doc("Forward and backward passes an optimizer step adds up: PLE and RAFT "
+                      "split each process's share of a step's pairs into this many, so they "
+                      "need not fit in memory at once. Losses are averaged over all the "
+                      "step's pairs either way (as Eqs. 3-4 over a mini-batch). The paper "
+                      "gives none. Default 1."),
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata=_doc("After training, upload the trained model as save_model writes it "
+                      "(adapter or model, tokenizer, model card naming the base model by its "
+                      "Hub id) with config.yaml, metrics.jsonl, summary.json and the plots to "
+                      "the Hub repository hub_model_id (default: output_dir's name), once; "
+                      "checkpoints are not uploaded (the token: `hf auth login` or HF_TOKEN). "
+                      "Default false."),
+    )
     learning_rate: float = field(
         default=3e-4,
         metadata=_doc("AdamW learning rate. The paper gives none for PLE. Default 3e-4."),

@@ -570,6 +570,10 @@ class OnlineTrainer(Trainer):
             return self.writer.push(model, self.tokenizer, self.args, self.metrics,
                                     self.summary, commit_message)
 
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Trainer uploads every checkpoint with push_to_hub; ple uploads the trained model
+        once, after training (push_to_hub)."""
+
     def init_hf_repo(self, token: str | None = None) -> None:
         """Trainer creates the Hub repository when it is made; ple's push_to_hub creates it
         when it uploads, after training (ple.hub)."""
