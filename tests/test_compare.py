@@ -430,7 +430,7 @@ def test_the_test_stages_baselines_are_the_runs_their_tuning_chose():
 
 
 def test_guards_hold_base_ppl_both_ways_distinct_2_and_assistant_speak():
-    from ple.compare.report import guards_hold
+    from ple.compare.guards import guards_hold
 
     base = {"base_perplexity": 24.0, "distinct_2": 0.80, "assistant_speak": 0.05}
     def run(ppl, d2=0.80, speak=0.05):
@@ -454,7 +454,7 @@ def test_guards_hold_base_ppl_both_ways_distinct_2_and_assistant_speak():
 def test_an_ablation_row_names_what_it_drops_and_every_other_field_it_changes():
     """The issue-14 study keeps ablations of ple at kl 0 beside those of ours (kl 0.3): their
     rows must say they differ from ours in more than the loss they drop."""
-    from ple.compare.report import ablation_label
+    from ple.compare.results import ablation_label
 
     assert ablation_label("no_rank", {"ablation": "no_rank"}) == "no_rank: w/o L_rank"
     assert ablation_label("no_wsft-kl0", {"ablation": "no_wsft", "kl_coef": 0.0}) == \
@@ -463,7 +463,7 @@ def test_an_ablation_row_names_what_it_drops_and_every_other_field_it_changes():
 
 
 def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
-    from ple.compare.report import reward_series
+    from ple.compare.figures import reward_series
 
     def row(step, generated, reward, **extra):
         return {"step": step, "generated_responses": generated, "reward_mean": reward,
@@ -491,7 +491,7 @@ def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
 
 
 def test_reward_figure_draws_no_two_runs_of_a_large_grid_alike():
-    from ple.compare.report import run_style
+    from ple.compare.figures import run_style
 
     # The IMDb test stage has 13 trained runs; ten colours alone drew rloo and no_rank alike.
     styles = [tuple(sorted(run_style(i).items())) for i in range(30)]
@@ -503,7 +503,8 @@ def test_choice_section_takes_the_best_reward_whose_guards_hold_on_every_seed():
     from types import SimpleNamespace
 
     from ple.compare.config import BASE, CompareConfig
-    from ple.compare.report import Runs, choice_section
+    from ple.compare.results import Runs
+    from ple.compare.selection import choice_section
     from ple.config import PLEConfig, RAFTConfig, TrainConfig
 
     configs = {"ple-1": PLEConfig(learning_rate=1e-4), "ple-2": PLEConfig(),

@@ -257,7 +257,7 @@ def judge_all(cfg: CompareConfig) -> None:
 
 
 def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> None:
-    from ple.compare import frontier, report
+    from ple.compare import frontier, render, report
 
     specs = run_specs(cfg)
     missing: list[str] = []
@@ -287,14 +287,14 @@ def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> Non
             frontier.write(cfg)
     title, sections = report.build(cfg, specs)
     if missing:
-        sections.insert(0, report.Section("A partial report", [
+        sections.insert(0, render.Section("A partial report", [
             f"ple compare --report-only: not finished yet, so in no table: "
             f"{', '.join(missing)}."]))
     out = Path(cfg.output_dir)
-    for name, png in report.figures(sections).items():
+    for name, png in render.figures(sections).items():
         write_whole(out / "figures" / name, png)
-    write_whole(out / "report.md", report.to_markdown(title, sections))
-    write_whole(out / "report.html", report.to_html(title, sections))
+    write_whole(out / "report.md", render.to_markdown(title, sections))
+    write_whole(out / "report.html", render.to_html(title, sections))
     print(f"ple compare: wrote {out / 'report.md'} and {out / 'report.html'}"
           + (f" (not finished yet: {', '.join(missing)})" if missing else ""))
 
