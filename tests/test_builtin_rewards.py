@@ -57,7 +57,7 @@ def test_trained_once_then_reused(empty_cache, tmp_path, monkeypatch):
     def no_training(cfg):
         raise AssertionError("a cached reward was trained again")
 
-    monkeypatch.setattr("ple.rewards.train.train_reward_model", no_training)
+    monkeypatch.setattr("ple.rewards.training.run.train_reward_model", no_training)
     assert builtin.prepared_reward_dir("tiny-imdb-sentiment") == prepared
     reward = load_reward("tiny-imdb-sentiment", "imdb")
     assert reward.name == "tiny-imdb-sentiment" and reward.model_id == prepared.name
@@ -180,7 +180,7 @@ def test_hh_trains_with_its_builtin_reward_by_default(empty_cache, tmp_path, mon
 
 def test_a_gated_reward_needs_two_files_each_holding_out_its_part(tmp_path):
     from ple.rewards.gated import train_gated_preference
-    from ple.rewards.train import RewardTrainConfig
+    from ple.rewards.training.config import RewardTrainConfig
 
     one = str(SHARED_DATA / "hh-rlhf/harmless-base/test.jsonl.gz")
     cfg = RewardTrainConfig(kind="preference", base="tiny", data=one,

@@ -27,13 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ple.errors import UserError
-from ple.rewards.train import RewardTrainConfig
+from ple.rewards.training.config import RewardTrainConfig
 
 log = logging.getLogger(__name__)
 
 # Part of every built-in reward's cache key. Bump it by hand when the trained model must
 # change although no recipe setting and no data file did: the training computes something
-# else (another loss, optimizer, data order, probe or text format, in ple.rewards.train,
+# else (another loss, optimizer, data order, probe or text format, in ple.rewards.training,
 # ple.rewards.gated, ple.rewards.texts, ple.data_files or ple.hh_format). Every built-in reward
 # is then trained again on first use (an hour of CPU for imdb-sentiment), so a refactor that
 # computes the same keeps it.
@@ -163,7 +163,8 @@ def prepared_reward_dir(name: str) -> Path:
     """The directory of built-in reward `name`, trained now if no cached copy exists."""
     from ple.models import cache_dir
     from ple.rewards.gated import train_gated_preference
-    from ple.rewards.train import describe, train_reward_model
+    from ple.rewards.training.command import describe
+    from ple.rewards.training.run import train_reward_model
 
     recipe = RECIPES[name]
     target = cache_dir() / "rewards" / model_id(name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ple.hh_format import hh_turns
 
 TEXT_FORMATS = ("plain", "chat")
-REWARD_INFO_FILE = "ple_reward.json"  # written by `ple reward train` (ple.rewards.train)
+REWARD_INFO_FILE = "ple_reward.json"  # written by `ple reward train` (ple.rewards.training.save)
 
 
 def reward_texts(tokenizer, text_format: str, queries: list[str],
