@@ -1,6 +1,6 @@
 """What fine-tuning a classifier (ple.rewards.training.classifier) and a preference model
 (ple.rewards.training.pairwise) share: the number of steps, the optimizer and the
-settings of the trainer, so that the two kinds train alike.
+transformers Trainer arguments, so that the two kinds train alike.
 
 AdamW without weight decay, the new head at its own learning rate (--head-learning-rate),
 linear warm-up (--warmup-ratio) and linear decay to 0, gradients clipped at norm 1. In float32

@@ -59,7 +59,7 @@ def train_reward_model(cfg: RewardTrainConfig) -> dict:
                                           train_r.ids, work_dir)
         else:
             model, log = train_classifier(cfg, model, head, train_c.ids,
-                                          [e.label for e in train], pad_id)
+                                          [e.label for e in train], pad_id, work_dir)
     train_seconds = time.time() - started
     model = merged(model)
 
