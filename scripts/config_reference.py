@@ -39,7 +39,7 @@ def sections() -> list[Section]:
     from ple.data_prepare import DataPrepareConfig
     from ple.evaluation.evaluate import FLAGS as EVAL_FLAGS
     from ple.evaluation.evaluate import EvalConfig
-    from ple.rewards.train import RewardTrainConfig
+    from ple.rewards.training.config import RewardTrainConfig
 
     from transformers import TrainingArguments
 
@@ -76,7 +76,7 @@ def sections() -> list[Section]:
                 "an adapter on a task's test split. Also the `eval:` section of a compare "
                 "config.", EVAL_FLAGS),
         Section("`ple reward train`", RewardTrainConfig,
-                "`RewardTrainConfig` (in `ple.rewards.train`): train, measure and save a "
+                "`RewardTrainConfig` (in `ple.rewards.training.config`): train, measure and save a "
                 "reward model ([reward-models.md](reward-models.md)).", "dash"),
         Section("`ple compare`: the compare config", CompareConfig,
                 "`CompareConfig` (in `ple.compare.config`): the YAML file `ple compare "

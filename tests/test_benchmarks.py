@@ -118,7 +118,7 @@ def test_hh_study_queries_come_from_what_the_reward_held_out(tmp_path):
     built-in hh-preference reward held out (never trained on)."""
     from ple.hh_format import hh_turns
     from ple.rewards.builtin import recipe_config
-    from ple.rewards.train import split_examples
+    from ple.rewards.training.data import split_examples
 
     result = run_script("hh_study_data.py", "--out", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
