@@ -11,7 +11,6 @@ nothing.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import enum
 import functools
@@ -30,7 +29,6 @@ from ple import tasks
 from ple.errors import UserError
 from ple.methods import METHODS, configured_by, having
 
-TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge", "logistic")
 TAU_SCALES = ("absolute", "spread")
 ABLATIONS = ("no_rank", "no_wsft")
@@ -334,17 +332,7 @@ class TrainConfig(TrainingArguments):
         need(configures is type(self), "method",
              f"is configured by {configures.__name__}, not {type(self).__name__} (which "
              f"configures {', '.join(configured_by(type(self)))})")
-        need(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
-        # Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N):
-        # checked before TrainingArguments joins the processes (docs/scaling.md).
-        processes = int(os.environ.get("WORLD_SIZE", "1"))
-        spreads = METHODS[self.method].distributed
-        need(processes == 1 or spreads, "method", f"runs on one process, not {processes}; "
-             f"{having('distributed')} run on several (docs/scaling.md)")
-        need(not launched_with_deepspeed() or spreads, "method", f"runs without DeepSpeed; "
-             f"{having('distributed')} run under it (docs/scaling.md)")
-        need(self.batch_size >= processes, "batch_size",
-             f"each of the {processes} processes needs at least one query a step")
+        need(self.task in tasks.TASKS, "task", f"must be one of {', '.join(tasks.TASKS)}")
         for key in ("batch_size", "max_steps", "save_steps", "per_device_train_batch_size",
                     "gradient_accumulation_steps", "max_prompt_tokens", "max_new_tokens",
                     "lora_r", "lora_alpha"):
@@ -396,6 +384,16 @@ class TrainConfig(TrainingArguments):
              "attn_implementation must be a string (eager, sdpa, flash_attention_2, ...)")
         need(self.hub_model_id is None or _repo_id_ok(self.hub_model_id), "hub_model_id",
              "must be a Hub repository id: `name` or `namespace/name`")
+        # Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N):
+        # checked before TrainingArguments joins the processes (docs/scaling.md).
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        spreads = METHODS[self.method].distributed
+        need(processes == 1 or spreads, "method", f"runs on one process, not {processes}; "
+             f"{having('distributed')} run on several (docs/scaling.md)")
+        need(not launched_with_deepspeed() or spreads, "method", f"runs without DeepSpeed; "
+             f"{having('distributed')} run under it (docs/scaling.md)")
+        need(self.batch_size >= processes, "batch_size",
+             f"each of the {processes} processes needs at least one query a step")
 
     def to_dict(self) -> dict:
         """The settings as config.yaml records them: ple's own fields and every
@@ -678,13 +676,6 @@ def _checker(cfg: TrainConfig):
         if not ok:
             raise UserError(f"config key `{key}` = {getattr(cfg, key)!r}: {rule}")
     return need
-
-
-def true_or_false(text: str) -> bool:
-    """The value of a boolean flag of `ple reward train`: `true` or `false`, in any case."""
-    if text.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return text.lower() == "true"
 
 
 KIND_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",

@@ -67,10 +67,12 @@ def check_resume(cfg: TrainConfig) -> None:
 
 
 def data_kind(cfg: TrainConfig) -> str:
-    """What the method trains from on this task (ple.methods.Method.data): imdb has no human
-    preference pairs, so a method that learns from pairs samples its own from queries."""
+    """What the method trains from on this task (ple.methods.Method.data): on a task without
+    human preference pairs (imdb), a method that learns from pairs samples its own from
+    queries."""
     kind = METHODS[cfg.method].data
-    return "queries" if kind == "preference_pairs" and cfg.task == "imdb" else kind
+    return "queries" if kind == "preference_pairs" and \
+        not TASKS[cfg.task].has_preference_pairs else kind
 
 
 def method_data(cfg: TrainConfig, task):

@@ -8,8 +8,14 @@ import argparse
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from ple.config import true_or_false
 from ple.rewards.training.config import RewardTrainConfig
+
+
+def true_or_false(text: str) -> bool:
+    """The value of a boolean flag: `true` or `false`, in any case."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 def _flag_type(f):
