@@ -90,5 +90,5 @@ def one_update(trainer, pairs: list, tau: float) -> dict:
     trainer.optimizer.zero_grad()
     ranked = [trainer._branch_is_rank(p, tau) for p in pairs]
     row = {"n_rank": sum(ranked), "n_weighted": len(pairs) - sum(ranked), "n_updates": 1}
-    return trainer._finish_row(row, {k: v if isinstance(v, list) else float(v)
+    return trainer._finish_row(row, {k: v if isinstance(v, list) else float(v.detach())
                                      for k, v in out.items()})

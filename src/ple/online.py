@@ -112,6 +112,24 @@ def scalars(row: dict) -> dict:
     return flat
 
 
+@contextmanager
+def loaded_whole(args):
+    """Under DeepSpeed ZeRO-3 transformers loads a model already partitioned over the
+    processes; ple loads it whole (as accelerate's zero3_init_flag false says), so that a
+    frozen copy of it works on its own, and Trainer partitions the policy when it prepares
+    it."""
+    if args.deepspeed_plugin is None:
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        args.deepspeed_plugin.set_deepspeed_weakref()
+
+
 class StepIndex(torch.utils.data.Dataset):
     """Trainer's training data: (step, micro-batch) for each backward pass. The queries of
     a step are a pure function of (seed, step) (OnlineTrainer._queries_for_step), so a
@@ -181,9 +199,11 @@ class OnlineTrainer(Trainer):
         if not isinstance(model, str) and args.model_init_kwargs:
             log.warning("model_init_kwargs are for a model given by name; the model given "
                         "is loaded already, so they are ignored (as TRL does)")
-        model, tokenizer, args.model = resolve_model(
-            model, processing_class, args.seed,
-            init_kwargs(args.model_init_kwargs, lora=peft_config is not None, bf16=args.bf16))
+        with loaded_whole(args):
+            model, tokenizer, args.model = resolve_model(
+                model, processing_class, args.seed,
+                init_kwargs(args.model_init_kwargs, lora=peft_config is not None,
+                            bf16=args.bf16))
         self.model_dtype = str(model.dtype).removeprefix("torch.")  # summary.json: what ran
         task = TASKS[args.task]
         if train_dataset is None:
@@ -262,6 +282,7 @@ class OnlineTrainer(Trainer):
         self._sums: dict[str, float] = {}  # this step's loss terms, weighted by share
         self._lists: dict[str, list] = {}  # and those with one value per item
         self._last_evaluation: tuple[int, dict] | None = None  # (step, evaluate_plain's)
+        self._evaluate_first = False  # eval_before is still to be measured
         self._setup()
 
     def _setup(self) -> None:
@@ -298,6 +319,9 @@ class OnlineTrainer(Trainer):
         """The first backward pass of a step runs the step's rollout; each pass gets its
         micro-batch of the items the rollout returned."""
         if inputs["micro"] == 0:
+            if self._evaluate_first:
+                self.summary["eval_before"] = self._evaluate_plain()
+                self._evaluate_first = False
             step = inputs["step"]
             t0 = time.perf_counter()
             items, self._row = self._rollout(step, self._queries_for_step(step))
@@ -497,17 +521,19 @@ class OnlineTrainer(Trainer):
                             self.dropped, self.dropped + len(self.queries), a.max_prompt_tokens)
             if self.sft_pairs and a.sft_steps:
                 self._sft_warmup()
-            if self.eval_queries:
-                self.summary["eval_before"] = self._evaluate_plain()
+            # Measured in the first step, once Trainer has prepared the model (under ZeRO-3
+            # its weights can then be gathered).
+            self._evaluate_first = bool(self.eval_queries)
         with self.writer.open():
             super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         summary = self.summary
         self.save_model()
         if self.eval_queries:
             # Trainer evaluates after the last step (eval_steps), which is this evaluation.
+            # (With load_best_model_at_end the model is another checkpoint's: measured again.)
             last = self._last_evaluation
             summary["eval_after"] = last[1] if last and last[0] == self.state.global_step \
-                else self._evaluate_plain()
+                and not a.load_best_model_at_end else self._evaluate_plain()
         summary["steps"] = self.state.global_step
         self.writer.finish(a, self._saved_dir(Path(a.output_dir)), self.metrics, summary)
         if a.push_to_hub:
@@ -618,7 +644,7 @@ class OnlineTrainer(Trainer):
             (staged / STATE_FILE).write_text(json.dumps(state))
             shutil.rmtree(out / name, ignore_errors=True)
             staged.rename(out / name)
-            (out / STAGING).rmdir()
+            shutil.rmtree(out / STAGING)  # and what a crash left there
             rotate_checkpoints(output_dir=str(out), save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint,
                                use_mtime=False)
