@@ -54,7 +54,7 @@ def sections() -> list[Section]:
                 "`transformers.TrainingArguments`, as TRL's configs are: every field of "
                 "[TrainingArguments](https://huggingface.co/docs/transformers/main_classes/"
                 "trainer#transformers.TrainingArguments) works and means what it means "
-                "there (`lr_scheduler_type`, `warmup_ratio`, `logging_steps`, "
+                "there (`lr_scheduler_type`, `warmup_steps`, `logging_steps`, "
                 "`save_total_limit`, `load_best_model_at_end`, `push_to_hub`, ...). Listed "
                 "here: ple's own fields, and TrainingArguments' whose default ple changes.",
                 "dash", skip=inherited,

@@ -33,9 +33,9 @@ def score(prompts, completions):
 # N processes draw other random numbers than one and are only statistically the same run.
 # Greedy, the tiny model of seed 5 repeats a token that depends on the prompt (of seed 0,
 # always a newline), so y and y' differ and score apart.
-# 7 queries a step on 2 processes split 4 + 3. Updates of 4 pairs: step 1 (7 pairs) ends
-# with 3, split 2 + 1; step 3 (21 pairs) ends with 1, which the second process joins with
-# no pair of its own. Metrics include grad_norm: Adam's update hides a gradient's scale.
+# 7 queries a step on 2 processes split 4 + 3. All of D_train is replayed: 7, 14 and 21
+# pairs, each step's in one optimizer step, split 4 + 3, 7 + 7 and 11 + 10 between the
+# processes. Metrics include grad_norm: Adam's update hides a gradient's scale.
 SEED = 5
 # The reference run is this process, which would use a GPU where there is one.
 on_cpu = pytest.mark.skipif(torch.cuda.is_available(), reason="compares CPU runs")
@@ -225,6 +225,29 @@ def test_gradient_accumulation_equals_the_larger_mini_batch(tmp_path):
     assert [r["optimizer_steps"] for r in whole.metrics] == [1, 2]
     assert all(r["loss"] != 0 for r in whole.metrics)  # y and y' differ: it trains
     assert_close_tensors({n: p.detach() for n, p in accumulated.trainable().items()},
+                         {n: p.detach() for n, p in whole.trainable().items()})
+
+
+def test_a_pass_without_pairs_joins_with_weight_0(tmp_path):
+    """More accumulation steps than a process has pairs: the empty pass joins the step's
+    backward passes (DDP waits for every process's) with a pair weighted 0."""
+    whole = make_trainer(tmp_path, "whole", batch_size=3, max_steps=1)
+    whole.train()
+    padded = make_trainer(tmp_path, "padded", batch_size=3, max_steps=1,
+                          gradient_accumulation_steps=4)
+    chunk_sizes = []
+    pair_losses = padded._pair_losses
+
+    def recording(pairs, tau):
+        chunk_sizes.append(len(pairs))
+        return pair_losses(pairs, tau)
+
+    padded._pair_losses = recording
+    padded.train()
+    assert chunk_sizes == [1, 1, 1, 1]
+    assert_close_rows(rows(tmp_path / "padded" / "metrics.jsonl"),
+                      rows(tmp_path / "whole" / "metrics.jsonl"))
+    assert_close_tensors({n: p.detach() for n, p in padded.trainable().items()},
                          {n: p.detach() for n, p in whole.trainable().items()})
 
 

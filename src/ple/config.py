@@ -36,9 +36,9 @@ GENERATION_BACKENDS = ("transformers", "vllm")
 GENERATION_DTYPES = ("auto", "bfloat16", "float32")
 # model_init_kwargs' dtype names, as TRL's create_model_from_path takes them.
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
-# accelerate's trackers (accelerate.utils.LoggerType), as TRL's report_to names them.
-TRACKERS = ("tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "aim", "clearml",
-            "dvclive", "swanlab")
+# transformers.Trainer's report_to integrations whose package has the integration's name.
+TRACKERS = ("tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "neptune", "clearml",
+            "dvclive", "swanlab", "codecarbon", "dagshub")
 
 
 def _doc(text: str) -> dict:
@@ -56,7 +56,7 @@ class TrainConfig(TrainingArguments):
     """What every method shares; configures sft, dpo and rloo, which TRL trains and which have
     no settings of their own. A transformers.TrainingArguments, as TRL's configs are: every
     TrainingArguments field works and means what it means there (lr_scheduler_type,
-    warmup_ratio, logging_steps, save_total_limit, report_to, push_to_hub, ...); the fields
+    warmup_steps, logging_steps, save_total_limit, report_to, push_to_hub, ...); the fields
     below are ple's own, or TrainingArguments' with another default. Field docs double as
     `ple train --help`."""
 
@@ -218,11 +218,11 @@ class TrainConfig(TrainingArguments):
     )
     per_device_train_batch_size: int = field(
         default=8,
-        metadata=_doc("TRL's methods (sft, dpo, rloo): TRL's, per process. PPO: responses in "
-                      "one forward pass of its rollout statistics, and with "
-                      "gradient_accumulation_steps the size of its mini-batches. PLE and RAFT "
-                      "do not read it: a step's pairs (examples) are each process's share, in "
-                      "gradient_accumulation_steps passes. Default 8."),
+        metadata=_doc("PPO: responses in one forward pass of its rollout statistics, and "
+                      "with gradient_accumulation_steps the size of its mini-batches. PLE and "
+                      "RAFT do not read it: a step's pairs (examples) are each process's "
+                      "share, in gradient_accumulation_steps passes; TRL's methods (sft, dpo, "
+                      "rloo) take batch_size as theirs. Default 8."),
     )
     gradient_accumulation_steps: int = field(
         default=1,
@@ -248,7 +248,7 @@ class TrainConfig(TrainingArguments):
     lr_scheduler_type: str = field(
         default="constant",
         metadata=_doc("Learning-rate schedule, as Trainer's (linear, cosine, "
-                      "constant_with_warmup, ...; warmup_ratio / warmup_steps). Default "
+                      "constant_with_warmup, ...; warmup_steps, below 1 a share of the steps). Default "
                       "constant, the schedule every measurement in docs/results ran with "
                       "(Trainer's own default is linear)."),
     )
@@ -513,7 +513,9 @@ class PLEConfig(TrainConfig):
         default=1,
         metadata=_doc("Replay the pairs of the last N steps from D_train; 0 replays all of "
                       "D_train every step, as the paper does (Algorithm 1 lines 12-14), at a "
-                      "cost that grows with the step (30 steps: 15 times the updates). "
+                      "cost that grows with the step (30 steps: 15 times the pairs trained, "
+                      "each step's in one optimizer step; a pass holds a process's share over "
+                      "gradient_accumulation_steps, so raise that for memory). "
                       "Default 1, the current step's pairs, measured on IMDb "
                       "(docs/results/imdb-settings.md)."),
     )

@@ -91,9 +91,8 @@ class TRLRun:
         defaults = dict(
             output_dir=str(self.out / "trl"), max_steps=a.max_steps,
             per_device_train_batch_size=a.batch_size, learning_rate=a.learning_rate,
-            # Constant, as in ple's online methods, so equal budgets mean equal updates.
-            lr_scheduler_type="constant", max_grad_norm=a.max_grad_norm, seed=a.seed,
-            weight_decay=a.weight_decay,
+            lr_scheduler_type=a.lr_scheduler_type, warmup_steps=a.warmup_steps, optim=a.optim,
+            max_grad_norm=a.max_grad_norm, seed=a.seed, weight_decay=a.weight_decay,
             logging_steps=1, save_strategy="no", report_to=trackers(a) or "none",
             gradient_accumulation_steps=a.gradient_accumulation_steps,
             activation_checkpointing=a.activation_checkpointing,
