@@ -28,12 +28,12 @@ import json
 import re
 from pathlib import Path
 
+from ple.compare.render import md_cell
 from ple.evaluation.evaluate import EvalConfig, evaluate
 from ple.evaluation.judges import LLMJudge, RefusalJudge
 from ple.evaluation.metrics import mean_and_se, paired_difference
 from ple.evaluation.pairwise import Pair
 from ple.evaluation.winrate import judge_both_orders, tally
-from ple.compare.report import md_cell
 from ple.models import load_policy
 
 # Phrases with which the model declines or steers away; matched case-insensitively.

@@ -3,7 +3,7 @@
 The built-in HH reward's recipe (the same split, tokenizer, 128 tokens with the end kept, and
 backbone as `ple reward train`): the frozen default model's features of every training and
 held-out pair are computed once and saved under --out, then linear probes (Bradley–Terry on
-feature differences, `ple.rewards.train.fit_probe`) are fitted on
+feature differences, `ple.rewards.training.probe.fit_probe`) are fitted on
 
 - both subsets at once (what the recipe's probe does),
 - each subset alone, scored on that subset's held-out pairs,
@@ -35,8 +35,9 @@ import torch
 
 from ple.rewards.builtin import recipe_config
 from ple.rewards.gated import fit_bradley_terry, fit_gate, gated_reward
-from ple.rewards.train import (encode, head_name, load_base_model, load_base_tokenizer,
-                               pooled_features, split_examples)
+from ple.rewards.training.base_model import (encode, head_name, load_base_model,
+                                             load_base_tokenizer, pooled_features)
+from ple.rewards.training.data import split_examples
 
 
 def subset(example) -> str:

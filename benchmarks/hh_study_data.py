@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ple.hh_format import hh_turns
 from ple.rewards.builtin import recipe_config
-from ple.rewards.train import split_examples
+from ple.rewards.training.data import split_examples
 
 FILES = {"harmless-base": "harmless_first_turn.jsonl",
          "helpful-base": "helpful_first_turn.jsonl"}

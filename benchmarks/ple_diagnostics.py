@@ -118,30 +118,37 @@ def probe_trainer(cfg):
     from ple.trainer import PLETrainer
 
     class Probed(PLETrainer):
-        def __init__(self, **keywords):
-            super().__init__(**keywords)
+        def _setup(self):
+            super()._setup()
             self.diagnostics: list[dict] = []
 
         def _terms(self, pairs, tau, with_grad: bool) -> dict:
             self.model.eval()  # no dropout: the probe draws nothing from the random streams
             with torch.set_grad_enabled(with_grad):
-                return self._pair_terms(pairs, tau)
+                terms = self._pair_terms(pairs, tau)
+            self.model.train()
+            return terms
 
-        def _update(self, pairs, tau, step):
-            new = [p for p in pairs if p.step == step]
+        def _rollout(self, step, queries):
+            # Before the step's update: the gradient of each term on the step's new pairs.
+            items, row = super()._rollout(step, queries)
+            self._new = [p for p in self.buffer.pairs if p.step == step]
             params = [p for p in self.model.parameters() if p.requires_grad]
-            t = self._terms(new, tau, with_grad=True)
-            row = {"step": step, "tau": tau,
-                   **gradient_parts(t, self.args.sft_anchor, params, self.args.wsft_coef,
-                                    self.args.wsft_positive_only)}
-            before = by_branch(t)
-            del t
-            trained = super()._update(pairs, tau, step)
-            row.update(movement(before, by_branch(self._terms(new, tau, with_grad=False))))
-            self.diagnostics.append(row)
+            t = self._terms(self._new, self.tau, with_grad=True)
+            self._probe = {"step": step, "tau": self.tau,
+                           **gradient_parts(t, self.args.sft_anchor, params,
+                                            self.args.wsft_coef, self.args.wsft_positive_only)}
+            self._before = by_branch(t)
+            return items, row
+
+        def _finish_row(self, row, terms):
+            # After the step's update: how far it moved the new pairs' log-probs.
+            probe = {**self._probe, **movement(
+                self._before, by_branch(self._terms(self._new, self.tau, with_grad=False)))}
+            self.diagnostics.append(probe)
             with open(Path(self.args.output_dir) / "diagnostics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")  # row by row: a stopped probe keeps its steps
-            return trained
+                f.write(json.dumps(probe) + "\n")  # row by row: a stopped probe keeps its steps
+            return super()._finish_row(row, terms)
 
     reward = load_reward(cfg.reward, cfg.task, cfg.reward_label)
     peft = paper_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) if cfg.use_lora else None

@@ -1,5 +1,6 @@
 """Replay of D_train: Algorithm 1 replays every pair generated so far at every step, so
-step t makes t updates and a run of S steps S(S+1)/2 of them. This runs PLE twice, the demo's
+step t trains on t steps' pairs (in its one optimizer step) and a run of S steps on
+S(S+1)/2 steps' worth of them. This runs PLE twice, the demo's
 settings (`ple demo`: imdb, VADER, SFT anchor 1) with the same seed, once with a replay
 window of 1 step and once replaying all of D_train, and reports time per step over the run
 and the held-out reward, perplexity under the base model and distinct-2 after.
@@ -39,7 +40,8 @@ def run(args, window: int, output_dir: str) -> dict:
     summary = run_training(cfg, overwrite=True)
     wall = time.perf_counter() - started
     rows = [json.loads(line) for line in open(Path(output_dir) / "metrics.jsonl")]
-    steps = [{"step": r["step"], "buffer_size": r["buffer_size"], "n_updates": r["n_updates"],
+    steps = [{"step": r["step"], "buffer_size": r["buffer_size"],
+              "pairs": r["n_rank"] + r["n_weighted"],
               "seconds": r["seconds_generate"] + r["seconds_score"] + r["seconds_train"],
               "seconds_train": r["seconds_train"], "reward_mean": r["reward_mean"]}
              for r in rows]
@@ -55,20 +57,20 @@ def report(args, results: dict) -> list[str]:
              f"steps of {first['batch_size']} queries, seed {args.seed}; held-out: "
              f"{args.eval_queries} built-in queries, plain responses, reward before training "
              f"{first['eval_before']['reward_mean']:+.3f}.", "",
-             "| replay | updates | step s (first, last) | all steps s | held-out reward after | "
+             "| replay | pairs trained | step s (first, last) | all steps s | held-out reward after | "
              "base perplexity after | distinct-2 after |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         steps, after = r["steps"], r["eval_after"]
-        lines.append(f"| {name} | {sum(s['n_updates'] for s in steps)} | "
+        lines.append(f"| {name} | {sum(s['pairs'] for s in steps)} | "
                      f"{steps[0]['seconds']:.1f}, {steps[-1]['seconds']:.1f} | "
                      f"{sum(s['seconds'] for s in steps):.1f} | "
                      f"{after['reward_mean']:+.3f} ± {after['reward_se']:.3f} | "
                      f"{after['base_perplexity']:.1f} | {after['distinct_2']:.3f} |")
     names = list(results)
-    lines += ["", "| step | " + " | ".join(f"{n}: updates, train s" for n in names) + " |",
+    lines += ["", "| step | " + " | ".join(f"{n}: pairs, train s" for n in names) + " |",
               "|---|" + "---|" * len(names)]
     for i, step in enumerate(results[names[0]]["steps"]):
-        cells = " | ".join(f"{results[n]['steps'][i]['n_updates']}, "
+        cells = " | ".join(f"{results[n]['steps'][i]['pairs']}, "
                            f"{results[n]['steps'][i]['seconds_train']:.1f}" for n in names)
         lines.append(f"| {step['step']} | {cells} |")
     return lines

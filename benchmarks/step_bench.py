@@ -1,8 +1,8 @@
 """Time one PLE step by phase and put beside it, measured in the same run with the same
 queries, batch and lengths, the floor and the peer:
 
-- ple:   PLETrainer's own step (`_step`): one generate call for y and y' (2B sequences),
-         VADER scores, replay window 1, one update over the B pairs.
+- ple:   PLETrainer's step as `train` runs it: one generate call for y and y' (2B
+         sequences), VADER scores, replay window 1, one update over the B pairs.
 - floor: a bare `model.generate` of the same 2B prompts and one forward/backward over the
          2B sequences (plain prompt + response, as PLE trains them) with the HF LM loss and
          the same LoRA and AdamW: what any step of this size costs, with no PLE logic.
@@ -50,12 +50,12 @@ def bench_config(args, output_dir: str):
 
     return load_config(None, {"task": "imdb", "model": args.model, "reward": "vader",
                               "batch_size": args.batch_size,
-                              "train_batch_size": args.batch_size,
+                              "per_device_train_batch_size": args.batch_size,
                               "max_new_tokens": args.max_new_tokens, "replay_window": 1,
                               "max_steps": 1 + args.steps, "seed": args.seed,
                               # the floor and the peer run in float32: so does PLE here
                               "bf16": False, "output_dir": output_dir,
-                              "gradient_checkpointing": args.gradient_checkpointing})
+                              "activation_checkpointing": args.gradient_checkpointing})
 
 
 def force_length(model, tokenizer, n: int) -> None:
@@ -67,6 +67,8 @@ def force_length(model, tokenizer, n: int) -> None:
 
 
 def ple_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> list[dict]:
+    from transformers import TrainerCallback
+
     from ple.models import paper_lora
     from ple.trainer import PLETrainer
 
@@ -76,13 +78,18 @@ def ple_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> list
     trainer._generate = meter.around("generate", trainer._generate, then="train")
     reward.score = meter.around("score", reward.score, then="train")
     records = []
-    trainer.writer.start(cfg)  # its samples rows are part of a step's cost
-    with trainer.writer.open():
-        for step in range(1, cfg.max_steps + 1):
-            before = trainer.totals["generated_tokens"]
+
+    class StepRecorder(TrainerCallback):
+        # From before the step's generation to after its optimizer step.
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.tokens = trainer.totals["generated_tokens"]
             meter.enter("train")
-            trainer._step(step, trainer._queries_for_step(step))
-            records.append(meter.finish(tokens=trainer.totals["generated_tokens"] - before))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            records.append(meter.finish(tokens=trainer.totals["generated_tokens"] - self.tokens))
+
+    trainer.add_callback(StepRecorder())
+    trainer.train()
     return records
 
 
@@ -92,15 +99,16 @@ def floor_steps(cfg, model, tokenizer, reward, queries, meter: PhaseMeter) -> li
     from peft import get_peft_model
 
     from ple.models import paper_lora
-    from ple.online import CHECKPOINTING, make_prompter
+    from ple.online import make_prompter
     from ple.rollout import left_pad
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
     lora = paper_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     model = get_peft_model(model, lora).to(device)
-    if cfg.gradient_checkpointing:  # it acts in training mode only: generation is unaffected
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=CHECKPOINTING)
+    if cfg.activation_checkpointing:  # it acts in training mode only: generation is unaffected
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=cfg.activation_checkpointing_kwargs)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=cfg.learning_rate)
     prompter = make_prompter(cfg, tokenizer)

@@ -39,13 +39,25 @@ def sections() -> list[Section]:
     from ple.data_prepare import DataPrepareConfig
     from ple.evaluation.evaluate import FLAGS as EVAL_FLAGS
     from ple.evaluation.evaluate import EvalConfig
-    from ple.rewards.train import RewardTrainConfig
+    from ple.rewards.training.config import RewardTrainConfig
+
+    from transformers import TrainingArguments
 
     shared = tuple(f.name for f in dataclasses.fields(TrainConfig))
+    # TrainingArguments' fields that ple leaves as they are: documented by transformers.
+    inherited = tuple(f.name for f in dataclasses.fields(TrainingArguments)
+                      if f.name not in TrainConfig.__annotations__)
     return [
         Section("`ple train`: settings of every method", TrainConfig,
                 "`TrainConfig`: what every method shares. It configures `sft`, `dpo` and "
-                "`rloo` (trained through TRL), which have no settings of their own.", "dash",
+                "`rloo` (trained through TRL), which have no settings of their own. It is a "
+                "`transformers.TrainingArguments`, as TRL's configs are: every field of "
+                "[TrainingArguments](https://huggingface.co/docs/transformers/main_classes/"
+                "trainer#transformers.TrainingArguments) works and means what it means "
+                "there (`lr_scheduler_type`, `warmup_steps`, `logging_steps`, "
+                "`save_total_limit`, `load_best_model_at_end`, `push_to_hub`, ...). Listed "
+                "here: ple's own fields, and TrainingArguments' whose default ple changes.",
+                "dash", skip=inherited,
                 # TrainConfig leaves `method` to its subclasses; `ple train` without
                 # --method picks PLEConfig, whose default is ple.
                 defaults={"method": "ple"}),
@@ -64,7 +76,7 @@ def sections() -> list[Section]:
                 "an adapter on a task's test split. Also the `eval:` section of a compare "
                 "config.", EVAL_FLAGS),
         Section("`ple reward train`", RewardTrainConfig,
-                "`RewardTrainConfig` (in `ple.rewards.train`): train, measure and save a "
+                "`RewardTrainConfig` (in `ple.rewards.training.config`): train, measure and save a "
                 "reward model ([reward-models.md](reward-models.md)).", "dash"),
         Section("`ple compare`: the compare config", CompareConfig,
                 "`CompareConfig` (in `ple.compare.config`): the YAML file `ple compare "

@@ -75,3 +75,20 @@ def unchanged_parameters(model, snapshot: dict) -> list[str]:
 def prompts(queries: list[str]) -> list[dict]:
     """A train_dataset of plain-text prompts, as a trainer takes it."""
     return [{"prompt": q} for q in queries]
+
+
+def one_update(trainer, pairs: list, tau: float) -> dict:
+    """One PLE optimizer step on fixed pairs, as a training step makes it: Eq. 6 on them
+    under `tau`, its gradient, an optimizer step; returns the step's logged terms (branch
+    counts, losses, margins, purity), with the log-probs of the forward pass before it."""
+    if trainer.optimizer is None:
+        trainer.create_optimizer()
+    trainer.items, trainer.tau = list(pairs), tau
+    out = trainer._loss(list(pairs))
+    out["loss"].backward()
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad()
+    ranked = [trainer._branch_is_rank(p, tau) for p in pairs]
+    row = {"n_rank": sum(ranked), "n_weighted": len(pairs) - sum(ranked), "n_updates": 1}
+    return trainer._finish_row(row, {k: v if isinstance(v, list) else float(v.detach())
+                                     for k, v in out.items()})

@@ -103,12 +103,12 @@ def test_replay_bench_full_replay_grows_and_window_stays(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads(out.read_text())["runs"]
     window, full = runs["window 1"]["steps"], runs["full replay"]["steps"]
-    assert [s["n_updates"] for s in window] == [1, 1, 1]
-    assert [s["n_updates"] for s in full] == [1, 2, 3]
+    assert [s["pairs"] for s in window] == [8, 8, 8]
+    assert [s["pairs"] for s in full] == [8, 16, 24]
     assert [s["buffer_size"] for s in full] == [8, 16, 24]
     for r in runs.values():
         assert r["eval_after"]["reward_mean"] is not None
-    assert "| full replay | 6 |" in result.stdout
+    assert "| full replay | 48 |" in result.stdout
 
 
 @pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "hh-rlhf").is_dir(),
@@ -118,7 +118,7 @@ def test_hh_study_queries_come_from_what_the_reward_held_out(tmp_path):
     built-in hh-preference reward held out (never trained on)."""
     from ple.hh_format import hh_turns
     from ple.rewards.builtin import recipe_config
-    from ple.rewards.train import split_examples
+    from ple.rewards.training.data import split_examples
 
     result = run_script("hh_study_data.py", "--out", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,5 +1,6 @@
 """Built-in trained rewards (ple.rewards.builtin): trained once on first use, cached under a
-key of data, settings and code, reused afterwards; refused in one line without their data."""
+key of data, settings and RECIPE_VERSION (never the code), reused afterwards; refused in one
+line without their data."""
 
 import dataclasses
 import json
@@ -56,7 +57,7 @@ def test_trained_once_then_reused(empty_cache, tmp_path, monkeypatch):
     def no_training(cfg):
         raise AssertionError("a cached reward was trained again")
 
-    monkeypatch.setattr("ple.rewards.train.train_reward_model", no_training)
+    monkeypatch.setattr("ple.rewards.training.run.train_reward_model", no_training)
     assert builtin.prepared_reward_dir("tiny-imdb-sentiment") == prepared
     reward = load_reward("tiny-imdb-sentiment", "imdb")
     assert reward.name == "tiny-imdb-sentiment" and reward.model_id == prepared.name
@@ -65,7 +66,7 @@ def test_trained_once_then_reused(empty_cache, tmp_path, monkeypatch):
         ["A"] * 2, [" great film", " awful film"])
 
 
-def test_key_follows_settings_data_and_code(empty_cache, monkeypatch, tmp_path):
+def test_key_follows_settings_data_and_version(empty_cache, monkeypatch, tmp_path):
     from ple.rewards import builtin
 
     recipe = builtin.RECIPES["tiny-imdb-sentiment"]
@@ -73,15 +74,52 @@ def test_key_follows_settings_data_and_code(empty_cache, monkeypatch, tmp_path):
     assert builtin.cache_key(recipe) == key
     other = dataclasses.replace(recipe, settings={**recipe.settings, "max_steps": 5})
     assert builtin.cache_key(other) != key
+    # A setting is its value, stated or defaulted: stating a default keeps the key, and a
+    # changed default changes it.
+    stated = dataclasses.replace(recipe, settings={**recipe.settings, "learning_rate": 1e-4})
+    assert builtin.cache_key(stated) == key
+    with monkeypatch.context() as patch:
+        patch.setattr(builtin, "RewardTrainConfig", dataclasses.make_dataclass(
+            "Changed", [("learning_rate", float, dataclasses.field(default=2e-4))],
+            bases=(builtin.RewardTrainConfig,)))
+        assert builtin.cache_key(recipe) != key
+    with monkeypatch.context() as patch:
+        patch.setattr(builtin, "RECIPE_VERSION", builtin.RECIPE_VERSION + 1)
+        assert builtin.cache_key(recipe) != key
+    assert builtin.cache_key(recipe) == key
     data = tmp_path / "data" / "imdb"
     data.mkdir(parents=True)
     (data / "train.jsonl").write_text('{"text": "fine", "label": 1}\n')
     (data / "test.jsonl").write_bytes((SHARED_DATA / "imdb" / "test.jsonl").read_bytes())
     monkeypatch.setenv("PLE_DATA_DIR", str(tmp_path / "data"))
     assert builtin.cache_key(recipe) != key
-    monkeypatch.setenv("PLE_DATA_DIR", str(SHARED_DATA))
-    monkeypatch.setattr(builtin, "_code_digest", lambda files: "changed code")
-    assert builtin.cache_key(recipe) != key
+
+
+def test_key_reads_no_source_file(empty_cache, monkeypatch):
+    """The key reads the data files and nothing else, so a change to the training code (a
+    refactor) keeps every cached reward; RECIPE_VERSION is bumped by hand instead."""
+    import builtins
+    import io
+    import tokenize
+
+    from ple.rewards import builtin
+
+    opened = []
+
+    def recording(real):
+        def open_(file, *args, **kwargs):
+            opened.append(str(file))
+            return real(file, *args, **kwargs)
+        return open_
+
+    monkeypatch.setattr(builtins, "open", recording(builtins.open))
+    monkeypatch.setattr(io, "open", recording(io.open))
+    monkeypatch.setattr(tokenize, "open", recording(tokenize.open))  # inspect.getsource's
+    builtin.cache_key(builtin.RECIPES["tiny-imdb-sentiment"])
+    builtin.cache_key(builtin.RECIPES["tiny-hh-preference"])
+    assert opened and all(not name.endswith(".py") for name in opened), opened
+    assert {Path(name).name for name in opened} == {"train.jsonl", "test.jsonl",
+                                                    "test.jsonl.gz"}
 
 
 def test_missing_data_is_one_line(tmp_path, monkeypatch):
@@ -140,25 +178,9 @@ def test_hh_trains_with_its_builtin_reward_by_default(empty_cache, tmp_path, mon
         == pytest.approx(expected, abs=1e-5)
 
 
-def test_code_key_ignores_docstrings_and_comments(monkeypatch, tmp_path):
-    from ple.rewards import builtin
-
-    source = tmp_path / "ple"
-    (source / "rewards").mkdir(parents=True)
-    for name in builtin.CODE_FILES:
-        (source / name).write_text('"""Doc."""\n\ndef f(x):\n    """Doc."""\n    return x + 1\n')
-    monkeypatch.setattr(builtin, "__file__", str(source / "rewards" / "builtin.py"))
-    key = builtin._code_digest()
-    first = source / builtin.CODE_FILES[0]
-    first.write_text('"""Other doc."""\n\ndef f(x):  # a comment\n    return x + 1\n')
-    assert builtin._code_digest() == key
-    first.write_text('def f(x):\n    return x + 2\n')
-    assert builtin._code_digest() != key
-
-
 def test_a_gated_reward_needs_two_files_each_holding_out_its_part(tmp_path):
     from ple.rewards.gated import train_gated_preference
-    from ple.rewards.train import RewardTrainConfig
+    from ple.rewards.training.config import RewardTrainConfig
 
     one = str(SHARED_DATA / "hh-rlhf/harmless-base/test.jsonl.gz")
     cfg = RewardTrainConfig(kind="preference", base="tiny", data=one,

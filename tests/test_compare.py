@@ -74,10 +74,10 @@ def second(first):
     rows[0]["response"] = SCRIPT
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     raft = out / "runs/raft/seed1"
-    for gone in ("summary.json", "adapter", "checkpoints/step-000002"):
+    for gone in ("summary.json", "adapter", "checkpoint-2"):
         shutil.rmtree(raft / gone) if (raft / gone).is_dir() else (raft / gone).unlink()
     no_wsft = out / "runs/no_wsft/seed1"
-    for gone in ("summary.json", "adapter", "checkpoints"):
+    for gone in ("summary.json", "adapter", *(p.name for p in no_wsft.glob("checkpoint-*"))):
         shutil.rmtree(no_wsft / gone) if (no_wsft / gone).is_dir() else (no_wsft / gone).unlink()
     before = snapshot(out)
     result = run_ple("compare", "--config", "compare.yaml", cwd=root)
@@ -218,7 +218,7 @@ def test_second_invocation_reuses_finished_runs_and_evaluations(second):
     assert "no_wsft seed 1: training in out/runs/no_wsft/seed1 (replacing an unfinished " \
            "run" in stdout
     assert "raft seed 1: resuming the unfinished run in out/runs/raft/seed1 from " \
-           "step-000001" in stdout
+           "checkpoint-1" in stdout
     assert stdout.count("reused the evaluation") == 6  # 2 base + 4 runs
     # ple's seed-0 responses changed, so both its seed-0 pairs are judged again; at seed 1
     # the pair with the base model is not (raft's was retrained, so it may be).
@@ -234,8 +234,8 @@ def test_second_invocation_reuses_finished_runs_and_evaluations(second):
     assert (out / "runs/raft/seed1/summary.json").is_file()
     # The resumed run kept its first step and trained the second.
     raft = out / "runs/raft/seed1"
-    assert after[raft / "checkpoints/step-000001/trainable.safetensors"] == \
-        before[raft / "checkpoints/step-000001/trainable.safetensors"]
+    assert after[raft / "checkpoint-1/adapter_model.safetensors"] == \
+        before[raft / "checkpoint-1/adapter_model.safetensors"]
     assert [json.loads(x)["step"] for x in open(raft / "metrics.jsonl")] == [1, 2]
 
 
@@ -430,7 +430,7 @@ def test_the_test_stages_baselines_are_the_runs_their_tuning_chose():
 
 
 def test_guards_hold_base_ppl_both_ways_distinct_2_and_assistant_speak():
-    from ple.compare.report import guards_hold
+    from ple.compare.guards import guards_hold
 
     base = {"base_perplexity": 24.0, "distinct_2": 0.80, "assistant_speak": 0.05}
     def run(ppl, d2=0.80, speak=0.05):
@@ -454,7 +454,7 @@ def test_guards_hold_base_ppl_both_ways_distinct_2_and_assistant_speak():
 def test_an_ablation_row_names_what_it_drops_and_every_other_field_it_changes():
     """The issue-14 study keeps ablations of ple at kl 0 beside those of ours (kl 0.3): their
     rows must say they differ from ours in more than the loss they drop."""
-    from ple.compare.report import ablation_label
+    from ple.compare.results import ablation_label
 
     assert ablation_label("no_rank", {"ablation": "no_rank"}) == "no_rank: w/o L_rank"
     assert ablation_label("no_wsft-kl0", {"ablation": "no_wsft", "kl_coef": 0.0}) == \
@@ -463,7 +463,7 @@ def test_an_ablation_row_names_what_it_drops_and_every_other_field_it_changes():
 
 
 def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
-    from ple.compare.report import reward_series
+    from ple.compare.figures import reward_series
 
     def row(step, generated, reward, **extra):
         return {"step": step, "generated_responses": generated, "reward_mean": reward,
@@ -491,7 +491,7 @@ def test_reward_figure_draws_each_budget_against_the_mean_over_seeds():
 
 
 def test_reward_figure_draws_no_two_runs_of_a_large_grid_alike():
-    from ple.compare.report import run_style
+    from ple.compare.figures import run_style
 
     # The IMDb test stage has 13 trained runs; ten colours alone drew rloo and no_rank alike.
     styles = [tuple(sorted(run_style(i).items())) for i in range(30)]
@@ -503,7 +503,8 @@ def test_choice_section_takes_the_best_reward_whose_guards_hold_on_every_seed():
     from types import SimpleNamespace
 
     from ple.compare.config import BASE, CompareConfig
-    from ple.compare.report import Runs, choice_section
+    from ple.compare.results import Runs
+    from ple.compare.selection import choice_section
     from ple.config import PLEConfig, RAFTConfig, TrainConfig
 
     configs = {"ple-1": PLEConfig(learning_rate=1e-4), "ple-2": PLEConfig(),
@@ -738,7 +739,7 @@ def test_runs_kept_for_their_results_only_are_reused_and_never_evaluated_anew(fi
     for name in ("length_score.py", "compare.yaml"):
         shutil.copy(root / name, tmp_path)
     for run in (tmp_path / "out/runs").glob("*/seed*"):
-        for gone in ("adapter", "checkpoints", "samples.jsonl"):
+        for gone in ("adapter", *(p.name for p in run.glob("checkpoint-*")), "samples.jsonl"):
             shutil.rmtree(run / gone) if (run / gone).is_dir() else (run / gone).unlink()
     kept = snapshot(tmp_path / "out/runs")
     result = run_ple("compare", "--config", "compare.yaml", cwd=tmp_path)
@@ -804,7 +805,7 @@ def test_jobs_trains_runs_in_worker_processes_with_a_share_of_the_threads(first,
     assert result.returncode == 0, result.stderr[-3000:]
     workers = capfd.readouterr()  # what the workers wrote, on the process's own stdout/err
     assert "ple compare: raft seed 1: training in" in workers.out
-    assert "Warning" not in workers.err and "PLE: 100%" in workers.err
+    assert "Warning" not in workers.err and "100%|" in workers.err
     for run in ("ple/seed1", "raft/seed1"):
         summary = json.loads((tmp_path / "out/runs" / run / "summary.json").read_text())
         assert summary["torch_threads"] == share

@@ -33,5 +33,5 @@ def test_every_documented_field_of_every_section_is_listed():
     # Defaults as a user types them, flags as the command takes them.
     assert "- **`tau0`** (`--tau0`, float, default `0.2`)" in text
     assert "- **`n`** (`-n`, int, default `64`)" in text
-    assert "- **`method`** (`--method`, str, default `ple`)" in text
+    assert "- **`method`** (`--method`, str | None, default `ple`)" in text
     assert "- **`reward`** (`--reward`, str | None, default none)" in text

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import prompts
+from conftest import one_update, prompts
 from ple.buffer import ScoredPair
 from ple.config import PLEConfig
 from ple.models import paper_lora
@@ -48,7 +48,7 @@ def test_a_rank_update_raises_the_length_normalised_margin(tmp_path):
     pair = fixed_pair(trainer, reward=0.0, reward_prompt=1.0)  # s' - s = 1 > tau: rank (Eq. 3)
     y, y_prompt = logps(trainer, pair)
     before = y_prompt / len(pair.guided_ids) - y / len(pair.response_ids)
-    row = trainer._update([pair], tau=0.2, step=1)
+    row = one_update(trainer, [pair], 0.2)
     assert (row["n_rank"], row["n_weighted"], row["n_updates"]) == (1, 0, 1)
     # The logged margin is the pair's, under the model before its update.
     assert row["margin_rank"] == pytest.approx(before, abs=1e-5)
@@ -63,7 +63,7 @@ def test_a_weighted_update_raises_the_better_response(tmp_path):
     trainer = trainer_for(tmp_path)
     pair = fixed_pair(trainer, reward=0.6, reward_prompt=0.2)
     y_before, y_prompt_before = logps(trainer, pair)
-    row = trainer._update([pair], tau=0.2, step=1)
+    row = one_update(trainer, [pair], 0.2)
     assert (row["n_rank"], row["n_weighted"]) == (0, 1)
     assert row["margin_rank"] is None
     assert row["margin_weighted"] == pytest.approx(

@@ -33,9 +33,9 @@ def score(prompts, completions):
 # N processes draw other random numbers than one and are only statistically the same run.
 # Greedy, the tiny model of seed 5 repeats a token that depends on the prompt (of seed 0,
 # always a newline), so y and y' differ and score apart.
-# 7 queries a step on 2 processes split 4 + 3. Updates of 4 pairs: step 1 (7 pairs) ends
-# with 3, split 2 + 1; step 3 (21 pairs) ends with 1, which the second process joins with
-# no pair of its own. Metrics include grad_norm: Adam's update hides a gradient's scale.
+# 7 queries a step on 2 processes split 4 + 3. All of D_train is replayed: 7, 14 and 21
+# pairs, each step's in one optimizer step, split 4 + 3, 7 + 7 and 11 + 10 between the
+# processes. Metrics include grad_norm: Adam's update hides a gradient's scale.
 SEED = 5
 # The reference run is this process, which would use a GPU where there is one.
 on_cpu = pytest.mark.skipif(torch.cuda.is_available(), reason="compares CPU runs")
@@ -56,8 +56,11 @@ def free_port() -> int:
 # How the 2 processes are launched: DDP, or one of the shipped DeepSpeed configs.
 LAUNCHES = {"ddp": ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
                     "--dynamo_backend", "no"],
-            "zero2": ["--config_file", str(REPO / "configs" / "accelerate" / "zero2.yaml")],
-            "zero3": ["--config_file", str(REPO / "configs" / "accelerate" / "zero3.yaml")]}
+            # On CPU bf16 is off (ple's bf16 default), which DeepSpeed's config must agree with.
+            "zero2": ["--config_file", str(REPO / "configs" / "accelerate" / "zero2.yaml"),
+                      "--mixed_precision", "no"],
+            "zero3": ["--config_file", str(REPO / "configs" / "accelerate" / "zero3.yaml"),
+                      "--mixed_precision", "no"]}
 
 
 def launch(workdir: Path, how: str, *args) -> subprocess.CompletedProcess:
@@ -83,7 +86,7 @@ def workdir(tmp_path_factory):
 def one_process(workdir):
     """3 steps on one process, 4 pairs per forward pass."""
     out = workdir / "one"
-    result = run_ple("train", *FLAGS, "--max-steps", "3", "--train-batch-size", "4",
+    result = run_ple("train", *FLAGS, "--max-steps", "3", "--per-device-train-batch-size", "4",
                      "--output-dir", out, cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     return out
@@ -96,7 +99,7 @@ def two_processes(workdir, request):
     continues, and a copy of it as it was after those 2 steps."""
     how = request.param
     out = workdir / f"two-{how}"
-    result = launch(workdir, how, "train", *FLAGS, "--max-steps", "2", "--train-batch-size",
+    result = launch(workdir, how, "train", *FLAGS, "--max-steps", "2", "--per-device-train-batch-size",
                     "2", "--output-dir", out)
     assert result.returncode == 0, result.stderr[-3000:]
     shutil.copytree(out, workdir / f"two-{how}-at-step-2")
@@ -128,16 +131,16 @@ def assert_close_tensors(a: dict, b: dict) -> None:
 
 
 def checkpoint_weights(out: Path, step: int) -> dict:
-    return load_file(str(out / "checkpoints" / f"step-{step:06d}" / "trainable.safetensors"))
+    return load_file(str(out / f"checkpoint-{step}" / "adapter_model.safetensors"))
 
 
 @on_cpu
 def test_two_processes_train_as_one_with_the_same_global_batch(one_process, two_processes):
-    _, _, run = two_processes
+    how, _, run = two_processes
     two = rows(run / "metrics.jsonl")
     assert_close_rows(two, rows(one_process / "metrics.jsonl")[:2])
-    # 7 then 14 replayed pairs in updates of 4: 2 + 4 optimizer steps.
-    assert [r["optimizer_steps"] for r in two] == [2, 6]
+    # 7 then 14 replayed pairs, each step's in one update (split 4 + 3, then 7 + 7).
+    assert [r["optimizer_steps"] for r in two] == [1, 2]
     assert [r["generated_responses"] for r in two] == [14, 28]
     # Samples are gathered from both processes, in query order, written once.
     one_samples = rows(one_process / "samples.jsonl")
@@ -146,15 +149,17 @@ def test_two_processes_train_as_one_with_the_same_global_batch(one_process, two_
     assert_close_tensors(weights, checkpoint_weights(one_process, 2))
     assert all(weights[k].abs().sum() > 0 for k in weights if "lora_B" in k)  # it trained
     # Each process's random stream is saved, for --resume.
-    saved = sorted(p.name for p in (run / "checkpoints" / "step-000002").iterdir())
-    assert "rng.pt" in saved and "rng-1.pt" in saved
-    # The optimizer state is AdamW's on one process, whatever the launch (ZeRO shards it).
-    optimizer = [torch.load(out / "checkpoints" / "step-000002" / "optimizer.pt",
-                            weights_only=True) for out in (run, one_process)]
+    saved = {p.name for p in (run / "checkpoint-2").iterdir()}
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= saved
+    if how != "ddp":  # DeepSpeed keeps its sharded optimizer state in its own format
+        return
+    # Under DDP the optimizer state is AdamW's on one process.
+    optimizer = [torch.load(out / "checkpoint-2" / "optimizer.pt", weights_only=True)
+                 for out in (run, one_process)]
     assert optimizer[0]["param_groups"] == optimizer[1]["param_groups"]
     assert optimizer[0]["state"].keys() == optimizer[1]["state"].keys()
     for i, state in optimizer[0]["state"].items():
-        assert state["step"] == optimizer[1]["state"][i]["step"] == 6
+        assert state["step"] == optimizer[1]["state"][i]["step"] == 2
         assert_close_tensors(state, optimizer[1]["state"][i])
 
 
@@ -201,10 +206,9 @@ def make_trainer(tmp_path, name, **overrides):
 
 
 def test_gradient_accumulation_equals_the_larger_mini_batch(tmp_path):
-    whole = make_trainer(tmp_path, "whole", train_batch_size=4)
+    whole = make_trainer(tmp_path, "whole")
     whole.train()
-    accumulated = make_trainer(tmp_path, "accumulated", train_batch_size=2,
-                               gradient_accumulation_steps=2)
+    accumulated = make_trainer(tmp_path, "accumulated", gradient_accumulation_steps=2)
     chunk_sizes = []
     pair_losses = accumulated._pair_losses
 
@@ -214,34 +218,59 @@ def test_gradient_accumulation_equals_the_larger_mini_batch(tmp_path):
 
     accumulated._pair_losses = recording
     accumulated.train()
-    assert max(chunk_sizes) == 2  # memory holds 2 pairs, not the update's 4
-    assert 1 in chunk_sizes  # step 1's last update: 3 pairs in passes of 2 and 1
+    # Memory holds half a step's pairs at once: 7 pairs in passes of 4 and 3, then 14 in 7 + 7.
+    assert chunk_sizes == [4, 3, 7, 7]
     assert_close_rows(rows(tmp_path / "accumulated" / "metrics.jsonl"),
                       rows(tmp_path / "whole" / "metrics.jsonl"))
-    assert [r["optimizer_steps"] for r in whole.metrics] == [2, 6]
+    assert [r["optimizer_steps"] for r in whole.metrics] == [1, 2]
     assert all(r["loss"] != 0 for r in whole.metrics)  # y and y' differ: it trains
-    assert_close_tensors({n: p.detach() for n, p in accumulated.updater.trainable().items()},
-                         {n: p.detach() for n, p in whole.updater.trainable().items()})
-    # Without accumulation, updates of 2 pairs: 4 then 7 optimizer steps.
-    small = make_trainer(tmp_path, "small", train_batch_size=2)
-    small.train()
-    assert [r["optimizer_steps"] for r in small.metrics] == [4, 11]
+    assert_close_tensors({n: p.detach() for n, p in accumulated.trainable().items()},
+                         {n: p.detach() for n, p in whole.trainable().items()})
+
+
+def test_a_pass_without_pairs_joins_with_weight_0(tmp_path):
+    """More accumulation steps than a process has pairs: the empty pass joins the step's
+    backward passes (DDP waits for every process's) with a pair weighted 0."""
+    whole = make_trainer(tmp_path, "whole", batch_size=3, max_steps=1)
+    whole.train()
+    padded = make_trainer(tmp_path, "padded", batch_size=3, max_steps=1,
+                          gradient_accumulation_steps=4)
+    chunk_sizes = []
+    pair_losses = padded._pair_losses
+
+    def recording(pairs, tau):
+        chunk_sizes.append(len(pairs))
+        return pair_losses(pairs, tau)
+
+    padded._pair_losses = recording
+    padded.train()
+    assert chunk_sizes == [1, 1, 1, 1]
+    assert_close_rows(rows(tmp_path / "padded" / "metrics.jsonl"),
+                      rows(tmp_path / "whole" / "metrics.jsonl"))
+    assert_close_tensors({n: p.detach() for n, p in padded.trainable().items()},
+                         {n: p.detach() for n, p in whole.trainable().items()})
 
 
 def test_bf16_autocast_is_off_on_cpu(tmp_path):
-    """bf16 defaults to on, and applies on CUDA only; this machine has no GPU, so what bf16
-    does there is not tested here."""
+    """bf16 defaults to on where a CUDA GPU computes it, else off; this machine has no GPU,
+    so what bf16 does there is not tested here."""
     trainer = make_trainer(tmp_path, "bf16", max_steps=1)
-    assert trainer.args.bf16
-    assert trainer.accelerator.mixed_precision == ("bf16" if torch.cuda.is_available()
-                                                   else "no")
+    gpu = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    assert trainer.args.bf16 == gpu
+    assert trainer.accelerator.mixed_precision == ("bf16" if gpu else "no")
 
 
 def test_fsdp_is_refused(tmp_path, monkeypatch):
     class FSDPAccelerator(Accelerator):
         distributed_type = DistributedType.FSDP
 
-    monkeypatch.setattr("ple.online.Accelerator", FSDPAccelerator)
+    made = PLETrainer.create_accelerator_and_postprocess
+
+    def as_fsdp(self):
+        made(self)
+        self.accelerator.__class__ = FSDPAccelerator
+
+    monkeypatch.setattr(PLETrainer, "create_accelerator_and_postprocess", as_fsdp)
     with pytest.raises(UserError, match="distributed_type FSDP: the online methods run on "
                                         "one process, or several under DDP or DeepSpeed ZeRO"):
         make_trainer(tmp_path, "fsdp")
@@ -301,11 +330,11 @@ def test_full_fine_tuning_under_zero3_trains_as_one_process(workdir):
     flags = [*FLAGS, "--max-steps", "2", "--use-lora", "false", "--learning-rate", "1e-3",
              "--eval-queries", "4"]
     one = workdir / "full-one"
-    result = run_ple("train", *flags, "--train-batch-size", "4", "--output-dir", one,
+    result = run_ple("train", *flags, "--per-device-train-batch-size", "4", "--output-dir", one,
                      cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     two = workdir / "full-zero3"
-    result = launch(workdir, "zero3", "train", *flags, "--train-batch-size", "2",
+    result = launch(workdir, "zero3", "train", *flags, "--per-device-train-batch-size", "2",
                     "--output-dir", two)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_close_rows(rows(two / "metrics.jsonl"), rows(one / "metrics.jsonl"))

@@ -21,7 +21,7 @@ QUERIES = ["The film opens with", "I expected more from", "Nobody told me"]
 
 def make_trainer(out, **overrides):
     cfg = load_config(None, {"method": "ppo", "model": "tiny", "task": "imdb",
-                             "max_steps": 2, "batch_size": 3, "train_batch_size": 2,
+                             "max_steps": 2, "batch_size": 3, "per_device_train_batch_size": 2,
                              "max_new_tokens": 8, "output_dir": str(out), **overrides})
     return PPOTrainer(model="tiny", args=cfg, reward_funcs=VaderReward(),
                       train_dataset=prompts(QUERIES),
@@ -29,14 +29,14 @@ def make_trainer(out, **overrides):
 
 
 def unchanged(trainer, before):
-    after = trainer.updater.trainable()
+    after = trainer.trainable()
     return [n for n, p in before.items() if torch.equal(p, after[n].detach())]
 
 
 def test_ppo_trains_every_parameter_and_the_value_head(tmp_path):
     out = tmp_path / "run"
     trainer = make_trainer(out)
-    before = {n: p.detach().clone() for n, p in trainer.updater.trainable().items()}
+    before = {n: p.detach().clone() for n, p in trainer.trainable().items()}
     assert {"value_head.weight", "value_head.bias"} <= before.keys()
     assert any("lora_A" in n for n in before) and any("lora_B" in n for n in before)
     trainer.train()
@@ -46,7 +46,7 @@ def test_ppo_trains_every_parameter_and_the_value_head(tmp_path):
     for r in rows:
         for key in ("loss", "loss_policy", "loss_value", "kl", "clipfrac", "reward_mean"):
             assert isinstance(r[key], float) and r[key] == r[key], key
-        # ppo_epochs 4 x ceil(3 / train_batch_size 2) mini-batches
+        # ppo_epochs 4 x ceil(3 / per_device_train_batch_size 2) mini-batches
         assert r["n_updates"] == 8 and r["n_queries"] == 3
     assert rows[0]["kl"] == 0.0  # LoRA starts as the identity: policy = reference
     assert rows[1]["kl"] != 0.0  # ... and the reference stays put while the policy moves
@@ -74,19 +74,21 @@ def test_gradient_clipping_covers_the_value_head(tmp_path):
         return {"loss": 1e4 * (values.sum() - logp.sum())}
 
     def record():
-        grads = [p.grad for p in trainer.updater.trainable().values() if p.grad is not None]
+        grads = [p.grad for p in trainer.trainable().values() if p.grad is not None]
         norms.append(float(torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g) for g in grads]))))
         assert trainer.value_head.weight.grad.abs().sum() > 0
 
-    trainer.updater.optimizer.step = record
-    trainer.updater.steps([0], huge_loss)
+    trainer.create_optimizer()
+    trainer.optimizer.step = record
+    trainer._loss = huge_loss
+    trainer._update([0])  # one of PPO's optimizer steps
     assert norms and norms[0] <= trainer.args.max_grad_norm * (1 + 1e-4)
 
 
 def test_ppo_full_fine_tuning_keeps_a_frozen_reference(tmp_path):
     trainer = make_trainer(tmp_path / "full", use_lora=False, max_steps=1, ppo_epochs=1)
-    before = {n: p.detach().clone() for n, p in trainer.updater.trainable().items()}
+    before = {n: p.detach().clone() for n, p in trainer.trainable().items()}
     reference = {n: p.detach().clone() for n, p in trainer.frozen_base.named_parameters()}
     assert len(before) == len(reference) + 2  # every weight, and the value head
     trainer.train()
@@ -96,7 +98,7 @@ def test_ppo_full_fine_tuning_keeps_a_frozen_reference(tmp_path):
 
 
 FLAGS = ["train", "--method", "ppo", "--model", "tiny", "--batch-size", "3",
-         "--train-batch-size", "2", "--ppo-epochs", "2", "--max-new-tokens", "6",
+         "--per-device-train-batch-size", "2", "--ppo-epochs", "2", "--max-new-tokens", "6",
          "--save-steps", "2"]
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import prompts, run_ple
+from conftest import one_update, prompts, run_ple
 from ple.buffer import ScoredPair
 from ple.config import load_config
 from ple.errors import UserError
@@ -53,7 +53,7 @@ def test_trainer_logs_the_purity_of_the_pairs_it_trains(tmp_path, ablation):
     """Purity comes from the log-probs of the training forward pass itself: they equal the
     model's log-probs before the update, y and y' not swapped (the no_rank ablation too)."""
     cfg = load_config(None, {"model": "tiny", "output_dir": str(tmp_path / "run"),
-                             "train_batch_size": 8, "ablation": ablation,
+                             "per_device_train_batch_size": 8, "ablation": ablation,
                              "purity_margins": MARGINS})
     trainer = PLETrainer(model="tiny", args=cfg, reward_funcs=VaderReward(),
                          train_dataset=prompts(["The film opens with"]),
@@ -70,7 +70,7 @@ def test_trainer_logs_the_purity_of_the_pairs_it_trains(tmp_path, ablation):
     normalised = (logps.sum(-1) / batch["response_mask"].sum(-1)).tolist()
     expected = level_set_purity([p.reward for p in pairs], [p.reward_prompt for p in pairs],
                                 normalised[:6], normalised[6:], MARGINS)
-    row = trainer._update(list(pairs), 0.0, 1)
+    row = one_update(trainer, pairs, 0.0)
     assert row["n_updates"] == 1
     assert row["purity"] == {str(e): share for e, (share, _) in expected.items()}
     assert row["purity_n"] == {"0.0": 2, "0.1": 2, "0.3": 1, "5.0": 0}
@@ -170,7 +170,8 @@ def test_every_method_evaluates_every_k_steps(method, flags, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = rows_of(out)
     assert [r["step"] for r in rows] == [1, 2, 3]
-    assert [r["step"] for r in rows if "eval_reward_mean" in r] == [2]
+    # Every eval_steps and after the last step, as transformers.Trainer evaluates.
+    assert [r["step"] for r in rows if "eval_reward_mean" in r] == [2, 3]
     assert rows[1]["eval_n"] == 2 and rows[1]["eval_base_perplexity"] > 1
 
 
@@ -191,7 +192,7 @@ def test_rloo_with_evaluation_trains_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"eval_steps": -1, "eval_queries": 2}, "config key `eval_steps` = -1: must be >= 0"),
+    ({"eval_steps": -1, "eval_queries": 2}, "config key `eval_steps` = -1.0: must be >= 0"),
     ({"purity_margins": []}, "`purity_margins` = []: must be one or more distinct numbers"),
     ({"purity_margins": [0.1, -0.2]}, "`purity_margins` = [0.1, -0.2]: must be one or more"),
     ({"purity_margins": [0.1, 0.1]}, "`purity_margins` = [0.1, 0.1]: must be one or more"),

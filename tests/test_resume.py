@@ -31,16 +31,16 @@ FLAGS = ["--model", "tiny", "--task", "imdb", "--max-steps", "6", "--save-steps"
 
 CRASH_IN_CHECKPOINT = """
 import os, signal, sys
-import ple.checkpoint as checkpoint
+from ple.trainer import PLETrainer
 
-real = checkpoint.write_torch
+real = PLETrainer._write_method_files
 
-def write_then_die(path, obj):
-    if path.parent.name == ".tmp-step-000004" and path.name == "rng.pt":
+def write_then_die(self, folder):
+    if folder.name == "checkpoint-4":
         os.kill(os.getpid(), signal.SIGKILL)
-    real(path, obj)
+    real(self, folder)
 
-checkpoint.write_torch = write_then_die
+PLETrainer._write_method_files = write_then_die
 from ple.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -117,8 +117,8 @@ def test_kill_while_writing_checkpoint_uses_previous_one(workdir, uninterrupted)
                            *FLAGS, "--output-dir", str(out)], cwd=workdir,
                           env=env_for(workdir), capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL
-    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert checkpoints == [".tmp-step-000004", "step-000002"]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (out / ".staging" / "checkpoint-4").is_dir()  # the one the crash cut short
     result = run_ple("train", "--resume", "--output-dir", str(out), cwd=workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ple: resuming after step 2" in result.stderr

@@ -49,7 +49,7 @@ def reward_train(*args: str) -> int:
 
 
 def tiny_base(num_labels: int):
-    from ple.rewards.train import load_base_model, load_base_tokenizer
+    from ple.rewards.training.base_model import load_base_model, load_base_tokenizer
 
     tokenizer = load_base_tokenizer("tiny")
     return load_base_model("tiny", num_labels, tokenizer, seed=0)
@@ -153,7 +153,8 @@ def test_classifier_dir_serves_label_1_logit(classifier_dir):
 def test_training_cuts_texts_on_the_side_serving_cuts(tmp_path, side):
     from transformers import AutoTokenizer
 
-    from ple.rewards.train import RewardTrainConfig, encode, load_base_tokenizer
+    from ple.rewards.training.base_model import encode, load_base_tokenizer
+    from ple.rewards.training.config import RewardTrainConfig
 
     cfg = RewardTrainConfig(kind="classifier", data="d", output_dir="o", max_length=4,
                             truncation_side=side)
@@ -224,7 +225,7 @@ def test_saved_classifier_is_a_reward_for_ple_train(classifier_dir, tmp_path):
 # --- linear probing before fine-tuning ----------------------------------------------------
 
 def test_fit_probe_separates_and_undoes_the_scaling():
-    from ple.rewards.train import fit_probe
+    from ple.rewards.training.probe import fit_probe
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(200, 6, generator=gen, dtype=torch.float64)
@@ -239,9 +240,11 @@ def test_fit_probe_separates_and_undoes_the_scaling():
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["classifier", "preference"])
 def test_probe_sets_the_head_to_the_fitted_regression(kind):
-    from ple.rewards.train import (PROBE_L2, RewardTrainConfig, encode, fit_probe,
-                                   init_head_by_probe, load_base_tokenizer, pooled_features,
-                                   read_examples, score_ids)
+    from ple.rewards.training.base_model import (encode, load_base_tokenizer, pooled_features,
+                                                 score_ids)
+    from ple.rewards.training.config import RewardTrainConfig
+    from ple.rewards.training.data import read_examples
+    from ple.rewards.training.probe import PROBE_L2, fit_probe, init_head_by_probe
 
     preference = kind == "preference"
     cfg = RewardTrainConfig(kind=kind, data="d", output_dir="o", probe_examples=100)

@@ -352,3 +352,25 @@ def test_hh_plain_prompt_is_one_user_turn():
 
     assert _TASKS["hh"].messages("How do I bake bread?", "P") == [
         {"role": "user", "content": "P\n\nHow do I bake bread?"}]
+
+
+def test_a_new_task_is_one_object_in_tasks(monkeypatch, tmp_path):
+    """A task is one Task subclass and one entry in TASKS; where ple looks tasks up by name
+    (here `ple eval`'s checks and test split), it is found and read with its own records."""
+    from ple.evaluation.evaluate import EvalConfig, load_test_split, validate
+    from ple.tasks import Task
+
+    class PoemTask(Task):
+        name = "poem"
+        principle = "Write a vivid poem."
+        hub_dataset = "someone/poems"
+        instruction = "Write a poem about: "
+
+    monkeypatch.setitem(TASKS, "poem", PoemTask())
+    path = write_jsonl(tmp_path / "poems.jsonl", [{"prompt": "the sea", "completion": " Waves"}])
+    poem = TASKS["poem"]
+    assert load_queries(poem, path) == ["the sea"]
+    assert load_test_split(poem, path) == ([("the sea", " Waves")], 0)
+    assert poem.messages("the sea", "P") == [
+        {"role": "user", "content": "P\n\nWrite a poem about: the sea"}]
+    validate(EvalConfig(task="poem", output_dir=str(tmp_path / "eval")))

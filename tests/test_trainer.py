@@ -7,7 +7,7 @@ import statistics
 import pytest
 import torch
 
-from conftest import prompts, trainable_snapshot, unchanged_parameters
+from conftest import one_update, prompts, trainable_snapshot, unchanged_parameters
 from peft import PeftModel
 
 from ple.config import load_config
@@ -264,7 +264,7 @@ def test_positive_half_of_eq4_pushes_the_better_response_up(tmp_path, monkeypatc
             return sum(trainer._pair_losses(pairs, 0.2)["logp_prompt"])
 
     start = logp_prompt()
-    trained = trainer._update(list(pairs), 0.2, step=1)
+    trained = one_update(trainer, pairs, 0.2)
     assert trained["n_weighted"] == 4 and trained["loss_wsft"] > 0
     assert logp_prompt() > start
 

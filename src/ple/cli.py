@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=48)
     gen.add_argument("--seed", type=int, default=0)
 
-    from ple.rewards.train import add_arguments as add_reward_train_arguments
+    from ple.rewards.training.command import add_arguments as add_reward_train_arguments
 
     reward = sub.add_parser("reward", help="reward models: `ple reward train`")
     reward_sub = reward.add_subparsers(dest="reward_command", required=True)
@@ -199,7 +199,8 @@ def cmd_generate(args) -> None:
 
 
 def cmd_reward_train(args) -> None:
-    from ple.rewards.train import config_from_args, describe, train_reward_model
+    from ple.rewards.training.command import config_from_args, describe
+    from ple.rewards.training.run import train_reward_model
 
     cfg = config_from_args(args)
     result = train_reward_model(cfg)

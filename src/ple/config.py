@@ -11,22 +11,24 @@ nothing.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import enum
+import functools
 import importlib.util
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from transformers import TrainingArguments
 
 from ple import tasks
 from ple.errors import UserError
 from ple.methods import METHODS, configured_by, having
 
-TASKS = ("hh", "imdb", "tldr")
 RANK_LOSSES = ("linear", "hinge", "logistic")
 TAU_SCALES = ("absolute", "spread")
 ABLATIONS = ("no_rank", "no_wsft")
@@ -34,9 +36,9 @@ GENERATION_BACKENDS = ("transformers", "vllm")
 GENERATION_DTYPES = ("auto", "bfloat16", "float32")
 # model_init_kwargs' dtype names, as TRL's create_model_from_path takes them.
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
-# accelerate's trackers (accelerate.utils.LoggerType), as TRL's report_to names them.
-TRACKERS = ("tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "aim", "clearml",
-            "dvclive", "swanlab")
+# transformers.Trainer's report_to integrations whose package has the integration's name.
+TRACKERS = ("tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "neptune", "clearml",
+            "dvclive", "swanlab", "codecarbon", "dagshub")
 
 
 def _doc(text: str) -> dict:
@@ -50,12 +52,16 @@ METHOD_DOC = _doc("Training method, with the config class that holds its setting
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainingArguments):
     """What every method shares; configures sft, dpo and rloo, which TRL trains and which have
-    no settings of their own. Field docs double as `ple train --help`."""
+    no settings of their own. A transformers.TrainingArguments, as TRL's configs are: every
+    TrainingArguments field works and means what it means there (lr_scheduler_type,
+    warmup_steps, logging_steps, save_total_limit, report_to, push_to_hub, ...); the fields
+    below are ple's own, or TrainingArguments' with another default. Field docs double as
+    `ple train --help`."""
 
     # --- what to train -------------------------------------------------------------
-    method: str = field(metadata=METHOD_DOC)
+    method: str | None = field(default=None, metadata=METHOD_DOC)
     task: str = field(
         default="imdb",
         metadata=_doc("Task: hh (dialogue), imdb (positive review continuation), tldr "
@@ -90,6 +96,12 @@ class TrainConfig:
         metadata=_doc("For a classifier reward with several labels: which label's logit is "
                       "the reward. Default 1 (the positive class, as the paper does for IMDb)."),
     )
+    reward_weights: list[float] | None = field(
+        default=None,
+        metadata=_doc("From Python: one weight per reward of a trainer's reward_funcs, which "
+                      "are summed with them, as GRPOConfig's field of that name. Default: "
+                      "all 1."),
+    )
     data: str | None = field(
         default=None,
         metadata=_doc("Queries: a .jsonl/.jsonl.gz/.json/.parquet file or a hub dataset name. "
@@ -100,66 +112,10 @@ class TrainConfig:
         metadata=_doc("Format prompts with the tokenizer's chat template. Default: yes when "
                       "the tokenizer has one."),
     )
-    output_dir: str = field(default="runs/ple", metadata=_doc("Where outputs go."))
-    save_steps: int = field(
-        default=10,
-        metadata=_doc("Write a crash-safe checkpoint every N steps, and always after the last "
-                      "one; `ple train --resume` continues from the newest. Default 10."),
-    )
-    seed: int = field(default=0, metadata=_doc("Random seed for data order, sampling, init."))
 
     # --- the training loop ---------------------------------------------------------
-    max_steps: int = field(
-        default=30, metadata=_doc("Training steps I (Algorithm 1). Default 30.")
-    )
     batch_size: int = field(
         default=8, metadata=_doc("Queries per step, |B_query|. Default 8.")
-    )
-    train_batch_size: int = field(
-        default=8,
-        metadata=_doc("Pairs (RAFT, SFT warm-up: examples; PPO: responses) in one forward and "
-                      "backward pass of one process while replaying D_train. An optimizer "
-                      "step covers train_batch_size x gradient_accumulation_steps x processes "
-                      "of them. Default 8."),
-    )
-    gradient_accumulation_steps: int = field(
-        default=1,
-        metadata=_doc("Forward and backward passes of train_batch_size each process adds up "
-                      "before one optimizer step, so the pairs an update covers do not all "
-                      "have to fit in memory at once. Losses are averaged over all the "
-                      "update's pairs (as Eqs. 3-4 over a mini-batch): train_batch_size 4 "
-                      "equals 2 with 2 steps of accumulation. TRL methods: TRL's setting of "
-                      "that name. The paper gives none. Default 1."),
-    )
-    bf16: bool = field(
-        default=True,
-        metadata=_doc("On a CUDA GPU, run forward passes and generation under bf16 autocast "
-                      "(trained weights, gradients and optimizer state stay float32; with "
-                      "LoRA the frozen base loads in bfloat16 unless model_init_kwargs names "
-                      "a dtype). Ignored on CPU, where autocast is off. The paper does not "
-                      "say. Default true."),
-    )
-    gradient_checkpointing: bool = field(
-        default=True,
-        metadata=_doc("Recompute each layer's activations in the backward pass instead of "
-                      "keeping them from the forward pass: less memory for a longer train "
-                      "phase (BENCHMARKS.md measures both: a default-model PLE step at the "
-                      "demo's settings peaks near 3 GB with it, near 5 GB without). Off during "
-                      "generation. Passed to TRL for sft, dpo and rloo. The paper does not "
-                      "say. Default true, as TRL's trainers."),
-    )
-    learning_rate: float = field(
-        default=3e-4,
-        metadata=_doc("AdamW learning rate. The paper gives none for PLE. Default 3e-4."),
-    )
-    max_grad_norm: float = field(
-        default=1.0, metadata=_doc("Gradient clipping norm. Default 1.0.")
-    )
-    weight_decay: float = field(
-        default=0.01,
-        metadata=_doc("AdamW weight decay, the same for every method (ple's own loops and "
-                      "TRL's). The paper gives none. Default 0.01 (torch's AdamW default; "
-                      "TRL's own default is 0)."),
     )
     sft_data: str | None = field(
         default=None,
@@ -233,51 +189,140 @@ class TrainConfig:
                       "base model and distinct-2 are measured before and after training. "
                       "0 disables. Default 0 (the demo uses 128)."),
     )
-    eval_steps: int = field(
-        default=0,
-        metadata=_doc("Also evaluate as eval_queries does every N steps during training, "
-                      "logging eval_n, eval_reward_mean, eval_reward_se, "
-                      "eval_base_perplexity, eval_distinct_1 and eval_distinct_2 in that "
-                      "step's metrics.jsonl row, so reward hacking shows early. Needs "
-                      "eval_queries. Default 0: only before and after training."),
-    )
-    report_to: str = field(
-        default="none",
-        metadata=_doc("Experiment trackers that get every step's metrics, through accelerate: "
-                      "none, or a comma-separated list of tensorboard, wandb, trackio, "
-                      "comet_ml, mlflow, aim, clearml, dvclive, swanlab (each needs its "
-                      "package); TensorBoard writes to OUTPUT_DIR/runs. Trackers that keep "
-                      "tables (wandb) also get every step's samples as a `completions` table "
-                      "(for PLE: query, y, y', s, s', branch, w). metrics.jsonl and "
-                      "samples.jsonl are written either way. Default none."),
-    )
 
-    # transformers.Trainer's Hub settings (push_to_hub after train(), hub_model_id).
+    # --- TrainingArguments' fields, with ple's defaults ----------------------------
+    output_dir: str | None = field(default="runs/ple", metadata=_doc("Where outputs go."))
+    max_steps: int = field(
+        default=30,
+        metadata=_doc("Training steps I (Algorithm 1): each samples for batch_size queries and "
+                      "makes one optimizer step (Trainer's global step). Default 30."),
+    )
+    seed: int = field(default=0, metadata=_doc("Random seed for data order, sampling, init. "
+                                               "Default 0."))
+    save_steps: float = field(
+        default=10,
+        metadata=_doc("Write a checkpoint (OUTPUT_DIR/checkpoint-N, renamed into place only "
+                      "when complete, so a crash leaves no half-written one) every N steps "
+                      "and after the last one; `ple train --resume` continues from the "
+                      "newest. Default 10."),
+    )
+    save_total_limit: int | None = field(
+        default=2,
+        metadata=_doc("Checkpoints kept, the newest (as Trainer's). Default 2."),
+    )
+    logging_steps: float = field(
+        default=1,
+        metadata=_doc("Log to the trackers (report_to) every N steps, the metrics averaged "
+                      "over them, as Trainer does; metrics.jsonl gets every step either "
+                      "way. Default 1."),
+    )
+    per_device_train_batch_size: int = field(
+        default=8,
+        metadata=_doc("PPO: responses in one forward pass of its rollout statistics, and "
+                      "with gradient_accumulation_steps the size of its mini-batches. PLE and "
+                      "RAFT do not read it: a step's pairs (examples) are each process's "
+                      "share, in gradient_accumulation_steps passes; TRL's methods (sft, dpo, "
+                      "rloo) take batch_size as theirs. Default 8."),
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata=_doc("Forward and backward passes an optimizer step adds up: PLE and RAFT "
+                      "split each process's share of a step's pairs into this many, so they "
+                      "need not fit in memory at once. Losses are averaged over all the "
+                      "step's pairs either way (as Eqs. 3-4 over a mini-batch). The paper "
+                      "gives none. Default 1."),
+    )
     push_to_hub: bool = field(
         default=False,
         metadata=_doc("After training, upload the trained model as save_model writes it "
                       "(adapter or model, tokenizer, model card naming the base model by its "
                       "Hub id) with config.yaml, metrics.jsonl, summary.json and the plots to "
-                      "the Hub repository hub_model_id, as transformers.Trainer's push_to_hub "
-                      "(the token: `hf auth login` or HF_TOKEN). Default false."),
+                      "the Hub repository hub_model_id (default: output_dir's name), once; "
+                      "checkpoints are not uploaded (the token: `hf auth login` or HF_TOKEN). "
+                      "Default false."),
     )
-    hub_model_id: str | None = field(
-        default=None,
-        metadata=_doc("The Hub repository push_to_hub uploads to, `name` (in your namespace) "
-                      "or `namespace/name`, as transformers.Trainer's. Default: the name of "
-                      "output_dir."),
+    learning_rate: float = field(
+        default=3e-4,
+        metadata=_doc("AdamW learning rate. The paper gives none for PLE. Default 3e-4."),
     )
-    hub_private_repo: bool | None = field(
+    lr_scheduler_type: str = field(
+        default="constant",
+        metadata=_doc("Learning-rate schedule, as Trainer's (linear, cosine, "
+                      "constant_with_warmup, ...; warmup_steps, below 1 a share of the steps). Default "
+                      "constant, the schedule every measurement in docs/results ran with "
+                      "(Trainer's own default is linear)."),
+    )
+    optim: str = field(
+        default="adamw_torch",
+        metadata=_doc("Optimizer, as Trainer's. Default adamw_torch (torch's AdamW)."),
+    )
+    weight_decay: float = field(
+        default=0.01,
+        metadata=_doc("AdamW weight decay, the same for every method (ple's own and TRL's). "
+                      "The paper gives none. Default 0.01 (torch's AdamW default; Trainer's "
+                      "is 0)."),
+    )
+    bf16: bool | None = field(
         default=None,
-        metadata=_doc("Create the repository private, if push_to_hub creates it. Default: the "
-                      "Hub's default (public unless your organisation says otherwise)."),
+        metadata=_doc("bf16 mixed precision (autocast; trained weights, gradients and "
+                      "optimizer state stay float32; with LoRA the frozen base loads in "
+                      "bfloat16 unless model_init_kwargs names a dtype). Default: on for a "
+                      "CUDA GPU that computes bf16, else off (a CPU samples in bf16 through "
+                      "generation_dtype instead)."),
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata=_doc("Recompute each layer's activations in the backward pass instead of "
+                      "keeping them from the forward pass: less memory for a longer train "
+                      "phase (BENCHMARKS.md measures both: a default-model PLE step at the "
+                      "demo's settings peaks near 3 GB with it, near 5 GB without). Off during "
+                      "generation. The older name gradient_checkpointing is read too. The "
+                      "paper does not say. Default true, as TRL's trainers."),
+    )
+    eval_steps: float | None = field(
+        default=None,
+        metadata=_doc("Also evaluate as eval_queries does every N steps during training "
+                      "(eval_strategy steps), logging eval_n, eval_reward_mean, "
+                      "eval_reward_se, eval_kl_mean, eval_base_perplexity, eval_distinct_1 "
+                      "and eval_distinct_2 in that step's metrics.jsonl row, so reward "
+                      "hacking shows early. Needs eval_queries. Default: only before and "
+                      "after training."),
+    )
+    report_to: None | str | list[str] = field(
+        default="none",
+        metadata=_doc("Experiment trackers that get the metrics every logging_steps, as "
+                      "Trainer's report_to: none, or one or more of tensorboard, wandb, "
+                      "trackio, comet_ml, mlflow, ... (each needs its package); TensorBoard "
+                      "writes under OUTPUT_DIR/runs. metrics.jsonl and samples.jsonl are "
+                      "written either way. Default none."),
     )
 
     def __post_init__(self):
         # As TrainingArguments takes its dict fields: a flag gives JSON, Python a dict (or
         # torch dtypes, recorded by name so that config.yaml can hold them).
         self.model_init_kwargs = _init_kwargs(self.model_init_kwargs)
+        if self.bf16 is None:
+            self.bf16 = _bf16_gpu()
+        if not _cuda():
+            # Without a GPU, accelerate runs several processes only when told it is on CPU;
+            # DeepSpeed finds its CPU accelerator itself, and talks over gloo.
+            deepspeed = launched_with_deepspeed()
+            self.use_cpu = self.use_cpu or not deepspeed
+            self.ddp_backend = self.ddp_backend or ("gloo" if deepspeed else None)
+        if self.activation_checkpointing is None:
+            self.activation_checkpointing = self.gradient_checkpointing is not False
+        if self.activation_checkpointing_kwargs is None:
+            # Non-reentrant checkpointing needs no gradient at the inputs, which LoRA's
+            # frozen embeddings do not have.
+            self.activation_checkpointing_kwargs = {"use_reentrant": False}
+        if self.eval_steps and self.eval_strategy == "no":
+            self.eval_strategy = "steps"
         self.validate()
+        self.report_to = trackers(self) or "none"
+        try:
+            super().__post_init__()
+        except ValueError as e:  # TrainingArguments' own rules, in its words
+            raise UserError(f"config: {str(e).strip().splitlines()[0]}") from None
 
     def validate(self) -> None:
         """Range checks; each failure names the key. Subclasses add their method's."""
@@ -287,13 +332,14 @@ class TrainConfig:
         need(configures is type(self), "method",
              f"is configured by {configures.__name__}, not {type(self).__name__} (which "
              f"configures {', '.join(configured_by(type(self)))})")
-        need(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}")
-        for key in ("batch_size", "max_steps", "save_steps", "train_batch_size",
+        need(self.task in tasks.TASKS, "task", f"must be one of {', '.join(tasks.TASKS)}")
+        for key in ("batch_size", "max_steps", "save_steps", "per_device_train_batch_size",
                     "gradient_accumulation_steps", "max_prompt_tokens", "max_new_tokens",
                     "lora_r", "lora_alpha"):
             need(getattr(self, key) >= 1, key, "must be >= 1")
-        for key in ("sft_steps", "eval_queries", "eval_steps", "top_k"):
+        for key in ("sft_steps", "eval_queries", "top_k"):
             need(getattr(self, key) >= 0, key, "must be >= 0")
+        need(self.eval_steps is None or self.eval_steps >= 0, "eval_steps", "must be >= 0")
         need(self.learning_rate > 0, "learning_rate", "must be > 0")
         need(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
@@ -314,10 +360,9 @@ class TrainConfig:
             need(self.model != "tiny" and not self.model.endswith(".gguf"),
                  "generation_backend",
                  f"vllm loads a hub id, a local directory or `default`, not {self.model}")
-        need(all(t in TRACKERS for t in trackers(self)) and (trackers(self) or
-                                                             self.report_to.strip() == "none"),
-             "report_to", f"must be none or a comma-separated list of {', '.join(TRACKERS)}")
         for tracker in trackers(self):
+            need(tracker in TRACKERS, "report_to",
+                 f"must be none or a comma-separated list of {', '.join(TRACKERS)}")
             need(importlib.util.find_spec(tracker) is not None, "report_to",
                  f"{tracker} is not installed (pip install {tracker})")
         need(self.sft_steps == 0 or self.sft_data is not None, "sft_steps",
@@ -339,9 +384,24 @@ class TrainConfig:
              "attn_implementation must be a string (eager, sdpa, flash_attention_2, ...)")
         need(self.hub_model_id is None or _repo_id_ok(self.hub_model_id), "hub_model_id",
              "must be a Hub repository id: `name` or `namespace/name`")
+        # Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N):
+        # checked before TrainingArguments joins the processes (docs/scaling.md).
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        spreads = METHODS[self.method].distributed
+        need(processes == 1 or spreads, "method", f"runs on one process, not {processes}; "
+             f"{having('distributed')} run on several (docs/scaling.md)")
+        need(not launched_with_deepspeed() or spreads, "method", f"runs without DeepSpeed; "
+             f"{having('distributed')} run under it (docs/scaling.md)")
+        need(self.batch_size >= processes, "batch_size",
+             f"each of the {processes} processes needs at least one query a step")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as config.yaml records them: ple's own fields and every
+        TrainingArguments field given another value than its default."""
+        defaults = _training_arguments_defaults()
+        return {k: v for k, v in super().to_dict().items()
+                if k not in TA_FIELDS or k in TrainConfig.__annotations__
+                or (v != defaults.get(k) and k not in DERIVED)}
 
 
 @dataclass
@@ -453,7 +513,9 @@ class PLEConfig(TrainConfig):
         default=1,
         metadata=_doc("Replay the pairs of the last N steps from D_train; 0 replays all of "
                       "D_train every step, as the paper does (Algorithm 1 lines 12-14), at a "
-                      "cost that grows with the step (30 steps: 15 times the updates). "
+                      "cost that grows with the step (30 steps: 15 times the pairs trained, "
+                      "each step's in one optimizer step; a pass holds a process's share over "
+                      "gradient_accumulation_steps, so raise that for memory). "
                       "Default 1, the current step's pairs, measured on IMDb "
                       "(docs/results/imdb-settings.md)."),
     )
@@ -618,45 +680,40 @@ def _checker(cfg: TrainConfig):
     return need
 
 
-def true_or_false(text: str) -> bool:
-    """The value of a boolean flag of `ple reward train`: `true` or `false`, in any case."""
-    if text.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return text.lower() == "true"
+KIND_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+              dict: "a mapping", list: "a list"}
 
 
-def field_type(name: str) -> tuple[type, bool]:
-    """The base type of a config field and whether it may be None."""
+def field_types(name: str) -> tuple[tuple[type, ...], bool]:
+    """The types a config field takes (an enum counts as its str values) and whether it may
+    be None."""
     hint = _HINTS[name]
-    args = typing.get_args(hint)
-    if dict in args:  # model_init_kwargs: a mapping in YAML (the str is for flags' JSON)
-        return dict, True
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        (base,) = [a for a in args if a is not type(None)]
-        return base, True
-    return hint, False
+    args = typing.get_args(hint) if (isinstance(hint, types.UnionType)
+                                      or typing.get_origin(hint) is typing.Union) else (hint,)
+    kinds = tuple(str if isinstance(a, type) and issubclass(a, enum.Enum)
+                  else typing.get_origin(a) or a for a in args if a is not type(None))
+    return kinds, type(None) in args
 
 
 def coerce(name: str, value, where: str):
     """Check one value against the field's type; ints are accepted where floats are."""
-    base, optional = field_type(name)
+    kinds, optional = field_types(name)
     if value is None:
         if optional:
             return None
         raise UserError(f"{where}: `{name}` must not be empty")
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if base == list[float]:
+    if _HINTS[name] == list[float]:
         if not isinstance(value, list) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise UserError(f"{where}: `{name}` must be a list of numbers, got {value!r}")
         return [float(v) for v in value]
-    if base is bool and not isinstance(value, bool):
-        raise UserError(f"{where}: `{name}` must be true or false, got {value!r}")
-    if base is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"{where}: `{name}` must be an integer, got {value!r}")
-    if not isinstance(value, base):
-        raise UserError(f"{where}: `{name}` must be a {base.__name__}, got {value!r}")
+    wanted = " or ".join(KIND_WORDS.get(k, k.__name__) for k in kinds)
+    if isinstance(value, bool) != (bool in kinds) and not (str in kinds and dict in kinds):
+        raise UserError(f"{where}: `{name}` must be {wanted}, got {value!r}")
+    if float in kinds and int not in kinds and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kinds):
+        raise UserError(f"{where}: `{name}` must be {wanted}, got {value!r}")
     return value
 
 
@@ -714,8 +771,43 @@ def from_namespace(cls, namespace):
 
 
 def trackers(cfg: TrainConfig) -> list[str]:
-    """The trackers `report_to` names (none: an empty list)."""
-    return [t.strip() for t in cfg.report_to.split(",") if t.strip() not in ("", "none")]
+    """The trackers `report_to` names (none: an empty list); a comma-separated string as
+    the flag gives it, or TrainingArguments' list."""
+    names = cfg.report_to.split(",") if isinstance(cfg.report_to, str) else cfg.report_to or []
+    return [t.strip() for t in names if t.strip() not in ("", "none")]
+
+
+TA_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
+# TrainingArguments fields that __post_init__ derives from others: not settings of their own.
+# Nor are hub_token (which to_dict hides) and the settings Trainer fills in.
+DERIVED = {"gradient_checkpointing", "gradient_checkpointing_kwargs", "eval_strategy", "do_eval",
+           "logging_dir", "disable_tqdm", "hub_token", "include_for_metrics",
+           "accelerator_config", "debug", "use_cpu", "ddp_backend"}
+
+
+@functools.cache
+def _training_arguments_defaults() -> dict:
+    """TrainingArguments' declared defaults (an instance would reset accelerate's state)."""
+    return {f.name: f.default.value if isinstance(f.default, enum.Enum) else f.default
+            for f in dataclasses.fields(TrainingArguments)
+            if f.default is not dataclasses.MISSING}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _bf16_gpu() -> bool:
+    import torch
+
+    return _cuda() and torch.cuda.is_bf16_supported()
+
+
+def launched_with_deepspeed() -> bool:
+    """True under `accelerate launch` with a DeepSpeed config (accelerate's own signal)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def load_config(path: str | None = None, overrides: dict | None = None) -> TrainConfig:

@@ -30,12 +30,11 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from ple.errors import UserError
 from ple.paths import check_writable_dir
 
-DATASETS = ("imdb", "hh", "tldr")
-FOLDERS = {"imdb": "imdb", "hh": "hh-rlhf", "tldr": "tldr"}
 HH_SUBSETS = ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
 # The prompt format of OpenAI's TL;DR and trl-lib/tldr; summaries follow it after one space.
 TLDR_FORMAT = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
@@ -220,41 +219,72 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
         path.write_bytes(lines)
 
 
+# (file under the dataset's folder, its rows, where they came from, which of them)
+Files = list[tuple[str, list[dict], str, str]]
+
+
+def imdb_files(cfg: DataPrepareConfig) -> Files:
+    """IMDb's train and test reviews, a number of each label drawn with a fixed seed."""
+    files = []
+    for split, per_class, seed in (("train", cfg.imdb_train_per_class, 0),
+                                   ("test", cfg.imdb_test_per_class, 1)):
+        ds = load_split(cfg.imdb_source, split, "imdb", ("text", "label"))
+        files.append((f"{split}.jsonl", imdb_rows(ds, per_class, seed), cfg.imdb_source,
+                      f"split {split}: {per_class} reviews per label, seed {seed}"))
+    return files
+
+
+def hh_files(cfg: DataPrepareConfig) -> Files:
+    """HH-RLHF's test pairs of each subset."""
+    files = []
+    for subset in HH_SUBSETS:
+        ds = load_split(cfg.hh_source, "test", f"hh {subset}", ("chosen", "rejected"),
+                        data_dir=subset)
+        n = cfg.hh_harmless_pairs if subset == "harmless-base" else len(ds)
+        rows = [{"chosen": r["chosen"], "rejected": r["rejected"]}
+                for r in ds.select(range(min(n, len(ds))))]
+        files.append((f"{subset}/test.jsonl.gz", rows, cfg.hh_source,
+                      f"{subset}, split test, first {len(rows)} pairs"))
+    return files
+
+
+def tldr_files(cfg: DataPrepareConfig) -> Files:
+    """TL;DR posts with their reference summaries, and human comparisons of summaries, each
+    split into train and test by post (held_out)."""
+    ds = load_split(cfg.tldr_source, "validation", "tldr", ("prompt", "completion"))
+    rows, skipped = tldr_sft_rows(ds, cfg.tldr_posts)
+    about = f"split validation, first {cfg.tldr_posts} posts ({skipped} not in the format)"
+    files = [("sft_train.jsonl", [r for r in rows if not held_out(r["post_key"])],
+              cfg.tldr_source, about),
+             ("sft_test.jsonl", [r for r in rows if held_out(r["post_key"])],
+              cfg.tldr_source, about)]
+    ds = load_split(cfg.tldr_pairs_source, "validation", "tldr comparisons",
+                    ("info", "summaries", "choice", "batch"))
+    rows, skipped = tldr_pair_rows(ds, cfg.batches())
+    about = (f"split validation, batches {cfg.tldr_batches or 'all'} ({skipped} skipped: "
+             f"not a Reddit post, or identical summaries)")
+    return files + [("pref_train.jsonl", [r for r in rows if not held_out(r["post_key"])],
+                     cfg.tldr_pairs_source, about),
+                    ("pref_test.jsonl", [r for r in rows if held_out(r["post_key"])],
+                     cfg.tldr_pairs_source, about)]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset --datasets can name: its folder and what goes in it."""
+
+    folder: str  # under the data folder
+    files: Callable[[DataPrepareConfig], Files]
+
+
+# What --datasets can name, in the order they are built.
+DATASETS = {"imdb": Dataset("imdb", imdb_files), "hh": Dataset("hh-rlhf", hh_files),
+            "tldr": Dataset("tldr", tldr_files)}
+
+
 def build(name: str, cfg: DataPrepareConfig, folder: Path) -> list[dict]:
     """Write dataset `name`'s files into `folder`; one provenance entry per file."""
-    files: list[tuple[str, list[dict], str, str]] = []  # (file, rows, source, what it is)
-    if name == "imdb":
-        for split, per_class, seed in (("train", cfg.imdb_train_per_class, 0),
-                                       ("test", cfg.imdb_test_per_class, 1)):
-            ds = load_split(cfg.imdb_source, split, "imdb", ("text", "label"))
-            files.append((f"{split}.jsonl", imdb_rows(ds, per_class, seed), cfg.imdb_source,
-                          f"split {split}: {per_class} reviews per label, seed {seed}"))
-    elif name == "hh":
-        for subset in HH_SUBSETS:
-            ds = load_split(cfg.hh_source, "test", f"hh {subset}", ("chosen", "rejected"),
-                            data_dir=subset)
-            n = cfg.hh_harmless_pairs if subset == "harmless-base" else len(ds)
-            rows = [{"chosen": r["chosen"], "rejected": r["rejected"]}
-                    for r in ds.select(range(min(n, len(ds))))]
-            files.append((f"{subset}/test.jsonl.gz", rows, cfg.hh_source,
-                          f"{subset}, split test, first {len(rows)} pairs"))
-    else:
-        ds = load_split(cfg.tldr_source, "validation", "tldr", ("prompt", "completion"))
-        rows, skipped = tldr_sft_rows(ds, cfg.tldr_posts)
-        about = f"split validation, first {cfg.tldr_posts} posts ({skipped} not in the format)"
-        files += [("sft_train.jsonl", [r for r in rows if not held_out(r["post_key"])],
-                   cfg.tldr_source, about),
-                  ("sft_test.jsonl", [r for r in rows if held_out(r["post_key"])],
-                   cfg.tldr_source, about)]
-        ds = load_split(cfg.tldr_pairs_source, "validation", "tldr comparisons",
-                        ("info", "summaries", "choice", "batch"))
-        rows, skipped = tldr_pair_rows(ds, cfg.batches())
-        about = (f"split validation, batches {cfg.tldr_batches or 'all'} ({skipped} skipped: "
-                 f"not a Reddit post, or identical summaries)")
-        files += [("pref_train.jsonl", [r for r in rows if not held_out(r["post_key"])],
-                   cfg.tldr_pairs_source, about),
-                  ("pref_test.jsonl", [r for r in rows if held_out(r["post_key"])],
-                   cfg.tldr_pairs_source, about)]
+    files = DATASETS[name].files(cfg)
     provenance = []
     for file, rows, source, about in files:
         if not rows:
@@ -262,7 +292,7 @@ def build(name: str, cfg: DataPrepareConfig, folder: Path) -> list[dict]:
         path = folder / file
         path.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(path, rows)
-        provenance.append({"file": f"{FOLDERS[name]}/{file}", "rows": len(rows),
+        provenance.append({"file": f"{DATASETS[name].folder}/{file}", "rows": len(rows),
                            "source": source, "selection": about})
     return provenance
 
@@ -274,17 +304,19 @@ def prepare(cfg: DataPrepareConfig) -> list[dict]:
     check_writable_dir(out, "--output-dir")
     names = cfg.names()
     for name in names:  # refuse before any download, not after the first dataset
-        if (out / FOLDERS[name]).exists() and not cfg.overwrite:
-            raise UserError(f"{out / FOLDERS[name]} exists; give --overwrite to replace it")
+        target = out / DATASETS[name].folder
+        if target.exists() and not cfg.overwrite:
+            raise UserError(f"{target} exists; give --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / "prepared.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {"files": []}
     written = []
     for name in names:
-        work = Path(tempfile.mkdtemp(dir=out, prefix=f".{FOLDERS[name]}.tmp-"))
+        folder = DATASETS[name].folder
+        work = Path(tempfile.mkdtemp(dir=out, prefix=f".{folder}.tmp-"))
         try:
             entries = build(name, cfg, work)
-            target = out / FOLDERS[name]
+            target = out / folder
             if target.exists():
                 shutil.rmtree(target)
             work.rename(target)
@@ -293,7 +325,7 @@ def prepare(cfg: DataPrepareConfig) -> list[dict]:
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
         entries = [{**e, "prepared": when} for e in entries]
         record["files"] = [f for f in record["files"]
-                           if not f["file"].startswith(FOLDERS[name] + "/")] + entries
+                           if not f["file"].startswith(folder + "/")] + entries
         record_path.write_text(json.dumps(record, indent=1) + "\n")
         written += entries
     return written

@@ -26,6 +26,7 @@ import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig,
                           LlamaForCausalLM)
 
+from ple.config import launched_with_deepspeed
 from ple.errors import UserError
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -200,13 +201,11 @@ def init_kwargs(given: dict | None = None, lora: bool = False, bf16: bool = True
     CUDA GPU that computes bf16 (with bf16 on) loads the frozen base in bfloat16 instead:
     half the memory, and PEFT keeps the adapter itself in float32. Not under DeepSpeed,
     whose ZeRO-3 fails on that mix of dtypes (TRL issue 6089)."""
-    from ple import zero
-
     kwargs = dict(given or {})
     dtype = kwargs.get("dtype")
     if dtype is None:
         gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        half = lora and bf16 and gpu_bf16 and not zero.launched_with_deepspeed()
+        half = lora and bf16 and gpu_bf16 and not launched_with_deepspeed()
         kwargs["dtype"] = torch.bfloat16 if half else torch.float32
     elif isinstance(dtype, str) and dtype != "auto":
         kwargs["dtype"] = getattr(torch, dtype)

@@ -1,7 +1,6 @@
-"""The files of a run in OUTPUT_DIR: config.yaml, metrics.jsonl, samples.jsonl, crash-safe
-checkpoints, the saved adapter (or model) with its model card, summary.json, and every
-step's metrics in the experiment trackers. Only the main process writes; on the others every
-call writes nothing. Every method writes through it, ple's own loop and TRL's alike."""
+"""The files of a run in OUTPUT_DIR: config.yaml, metrics.jsonl, samples.jsonl, the saved
+adapter (or model) with its model card, and summary.json. Only the main process writes; on
+the others every call writes nothing. Every method writes through it, ple's own loop and TRL's alike."""
 
 from __future__ import annotations
 
@@ -14,31 +13,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from ple import checkpoint, hub
+from ple import hub
 from ple.model_card import write_model_card
 from ple.models import saved_base
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "summary.json",
              "reward_curves.png", "loss_curve.png", "purity.png", "value_head.safetensors")
-
-
-def scalars(row: dict) -> dict:
-    """The numbers of a metrics row, as trackers take them: nested dicts (purity per
-    margin) flattened to `purity/0.05`, nulls left out."""
-    flat = {}
-    for key, value in row.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}/{k}": v for k, v in value.items()
-                         if isinstance(v, (int, float))})
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[key] = value
-    return flat
-
-
-def tracker_config(args) -> dict:
-    """The config as trackers store hyperparameters: scalars and strings only."""
-    return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-            for k, v in args.to_dict().items()}
 
 
 class RunWriter:
@@ -48,7 +28,7 @@ class RunWriter:
     def __init__(self, out: Path, accelerator=None):
         self.out, self.accelerator = out, accelerator
         self.main = accelerator is None or accelerator.is_main_process
-        self._step_samples: list[dict] = []
+        self.step_samples: list[dict] = []  # the samples rows of the step being logged
 
     def start(self, args) -> None:
         """A new run: its config and empty metrics and samples files."""
@@ -58,10 +38,6 @@ class RunWriter:
                                                                  sort_keys=False))
             for name in ("metrics.jsonl", "samples.jsonl"):
                 (self.out / name).write_text("")
-
-    def start_trackers(self, args) -> None:
-        # TensorBoard writes to OUTPUT_DIR/runs, where TRL's runs put theirs.
-        self.accelerator.init_trackers("runs", config=tracker_config(args))
 
     @contextmanager
     def open(self):
@@ -74,34 +50,20 @@ class RunWriter:
     def sample(self, record: dict) -> None:
         """One samples.jsonl row of the current step (its columns are the method's)."""
         self._samples.write(json.dumps(record) + "\n")
-        self._step_samples.append(record)
+        self.step_samples.append(record)
 
     def log(self, row: dict) -> None:
-        """A step's metrics row to metrics.jsonl and the trackers; its samples (for PLE:
-        query, y, y', s, s', branch, w) as a `completions` table to the trackers that keep
-        tables (wandb's log_table)."""
+        """A step's metrics row to metrics.jsonl, after its samples rows."""
+        self.step_samples = []
         self._samples.flush()
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
-        samples, self._step_samples = self._step_samples, []
-        if not (self.accelerator and self.accelerator.trackers):
-            return
-        self.accelerator.log(scalars(row), step=row["step"])
-        for tracker in self.accelerator.trackers:
-            if samples and hasattr(tracker, "log_table"):
-                tracker.log_table("completions", columns=list(samples[0]),
-                                  data=[list(r.values()) for r in samples], step=row["step"])
 
-    def checkpoint(self, step: int, weights: dict, optimizer_state: dict, state: dict,
-                   pairs: list, rng: list) -> None:
-        """A crash-safe checkpoint of step `step`; it remembers how long the jsonl files
-        were, so that rows written after it are cut off again on resume."""
-        if not self.main:
-            return
-        state = {"step": step, **state,
-                 "metrics_bytes": (self.out / "metrics.jsonl").stat().st_size,
-                 "samples_bytes": (self.out / "samples.jsonl").stat().st_size}
-        checkpoint.save(self.out, step, weights, optimizer_state, state, pairs, rng)
+    def lengths(self) -> dict:
+        """How long metrics.jsonl and samples.jsonl are now, for a checkpoint: rows written
+        after it are cut off again on resume (rewind)."""
+        return {f"{name}_bytes": (self.out / f"{name}.jsonl").stat().st_size
+                for name in ("metrics", "samples")}
 
     def rewind(self, state: dict) -> list[dict]:
         """Cut metrics.jsonl and samples.jsonl back to a checkpoint's `state`; returns the
@@ -157,5 +119,3 @@ class RunWriter:
             summary = {**summary, "torch_threads": torch.get_num_threads()}
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
             write_model_card(folder, args, metrics, summary)
-        for tracker in self.accelerator.trackers if self.accelerator else []:
-            tracker.finish()  # not end_training(): the process group stays for the caller

@@ -4,12 +4,13 @@
         queries -> y ~ pi(.|x), y' ~ pi(.|[p, x])     (rollout.sample, one generate call)
         s = R(x, y), s' = R(x, y')                     (rewards)
         D_train <- D_train + {(x, y, y', s, s')}       (buffer)
-        for mini-batches of D_train: Eq. 6 under tau_t (losses) -> optimizer step
+        Eq. 6 under tau_t over the replayed pairs (losses) -> one optimizer step
         tau_{t+1} = tau_t * alpha                      (losses.threshold)
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
@@ -17,14 +18,15 @@ from pathlib import Path
 import torch
 
 from ple import losses
-from ple.buffer import ScoredPair
+from ple.buffer import ReplayBuffer, ScoredPair
 from ple.config import PLEConfig
 from ple.plot import plot_purity
 from ple.purity import level_set_purity
-from ple.online import OnlineTrainer
+from ple.online import OnlineTrainer, gather, share
 from ple.rewards import checked_scores
 from ple.sequences import pack, response_token_logprobs
-from ple.update import gather, share
+
+BUFFER_FILE = "buffer.jsonl"  # D_train in a checkpoint, one pair a line
 
 
 def mean_or_none(values: list[float]) -> float | None:
@@ -36,14 +38,15 @@ class PLETrainer(OnlineTrainer):
 
     config_class = PLEConfig
 
-    def __init__(self, *positional, **keywords):
-        super().__init__(*positional, **keywords)
-        self.buffer.window = self.args.replay_window
+    def _setup(self) -> None:
+        self.buffer = ReplayBuffer(self.args.replay_window)  # D_train
         # tau_scale spread: the spread of s' - s on step 1's pairs (losses.gap_spread).
         self.gap_spread: float | None = None
+        self.tau: float | None = None  # the current step's threshold
+        self.items: list[ScoredPair] = []  # the current step's pairs to train on
 
-    def _uses_reference(self) -> bool:
-        return self.args.kl_coef > 0 or self.args.rank_loss == "logistic"
+    def _uses_reference(self, args) -> bool:
+        return args.kl_coef > 0 or args.rank_loss == "logistic"
 
     def _trains_weighted(self) -> bool:
         """Whether pairs at or under tau are trained on: not without L_weighted-sft."""
@@ -52,8 +55,14 @@ class PLETrainer(OnlineTrainer):
     def _method_state(self) -> dict:
         return {"gap_spread": self.gap_spread}
 
-    def _load_method_state(self, state: dict) -> None:
-        self.gap_spread = state.get("gap_spread")
+    def _write_method_files(self, folder: Path) -> None:
+        (folder / BUFFER_FILE).write_text("".join(json.dumps(p.__dict__) + "\n"
+                                                  for p in self.buffer.pairs))
+
+    def _load_method_state(self, state: dict, folder: Path) -> None:
+        self.gap_spread = state["gap_spread"]
+        self.buffer.pairs = [ScoredPair(**json.loads(line)) for line in
+                             (folder / BUFFER_FILE).read_text(encoding="utf-8").splitlines()]
 
     def _threshold(self, step: int, pairs: list[ScoredPair]) -> float:
         """Eq. 7's tau for `step`. With tau_scale spread, tau0 counts in spreads of s' - s,
@@ -83,14 +92,14 @@ class PLETrainer(OnlineTrainer):
         batch = pack([p.prompt_ids for p in pairs] * 2,
                      [p.response_ids for p in pairs] + [p.guided_ids for p in pairs],
                      self.tokenizer.pad_token_id)
-        token_logps = response_token_logprobs(self.model, batch)
+        token_logps = response_token_logprobs(self.model_wrapped, batch)
         mask = batch["response_mask"].to(token_logps.device)
         logp_sum = losses.sequence_logprob(token_logps, mask)
         logp_norm = losses.normalised_logprob(token_logps, mask)
         device = logp_sum.device
         a = self.args
         ref_logps = None
-        if self._uses_reference():
+        if self._uses_reference(a):
             # The KL penalty needs the reference on y only; the logistic rank loss on y' too.
             rows = 2 * n if a.rank_loss == "logistic" else n
             ref_logps = self.reference_logprobs({k: v[:rows] for k, v in batch.items()})
@@ -133,43 +142,10 @@ class PLETrainer(OnlineTrainer):
         return self.args.ablation != "no_rank" and losses.is_rank_pair(
             pair.reward, pair.reward_prompt, tau)
 
-    def _update(self, pairs: list[ScoredPair], tau: float, step: int) -> dict:
-        """Algorithm 1 lines 12-14: optimizer steps over the replayed pairs, shuffled.
-
-        Level-set purity and the branches' mean margins (length-normalised log pi(y'|x) minus
-        log pi(y|x); None when a branch has no pair) are measured on the pairs trained, each
-        with the log-probs of its own forward pass, i.e. under the model as it was just
-        before that pair's update."""
-        random.Random(self.args.seed * 100_003 + step).shuffle(pairs)
-        ranked = [self._branch_is_rank(p, tau) for p in pairs]
-        n_rank = sum(ranked)
-        n_weighted = len(pairs) - n_rank
-        if not self._trains_weighted():  # pairs at or under tau are not trained on
-            pairs = [p for p, r in zip(pairs, ranked) if r]
-            ranked = [True] * len(pairs)
-        sums = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0,
-                "grad_norm": 0.0, **({"loss_kl": 0.0} if self.args.kl_coef > 0 else {})}
-        n_updates = 0
-        logp, logp_prompt = [], []
-        for out in self.updater.steps(pairs, lambda chunk: self._pair_losses(chunk, tau)):
-            for key in sums:
-                sums[key] += out[key]
-            logp += out["logp"]
-            logp_prompt += out["logp_prompt"]
-            n_updates += 1
-        self.totals["optimizer_steps"] += n_updates
-        logged = {key: value / max(n_updates, 1) for key, value in sums.items()}
-        purity = level_set_purity([p.reward for p in pairs], [p.reward_prompt for p in pairs],
-                                  logp, logp_prompt, self.args.purity_margins)
-        margins = [b - a for a, b in zip(logp, logp_prompt)]
-        return {**logged, "n_rank": n_rank, "n_weighted": n_weighted,
-                "n_updates": n_updates,
-                "margin_rank": mean_or_none([m for m, r in zip(margins, ranked) if r]),
-                "margin_weighted": mean_or_none([m for m, r in zip(margins, ranked) if not r]),
-                "purity": {str(e): share for e, (share, _) in purity.items()},
-                "purity_n": {str(e): n for e, (_, n) in purity.items()}}
-
-    def _step(self, step: int, queries: list[str]) -> dict:
+    def _rollout(self, step: int, queries: list[str]) -> tuple[list, dict]:
+        """Algorithm 1 lines 5-11: y and y' for the step's queries, scored; D_train grows by
+        the step's pairs, and the pairs to replay are the step's items, shuffled. Without
+        L_weighted-sft, pairs at or under tau are not trained on."""
         t0 = time.perf_counter()
         mine = share(self.accelerator, queries)
         prompts, responses, texts = self._generate(mine)
@@ -179,41 +155,64 @@ class PLETrainer(OnlineTrainer):
         t2 = time.perf_counter()
         pairs = [ScoredPair(step, q, prompts[i], responses[i], responses[m + i],
                             scores[i], scores[m + i]) for i, q in enumerate(mine)]
-        # Every process keeps all of D_train, so that all replay the same mini-batches.
+        # Every process keeps all of D_train, so that all replay the same pairs.
         pairs, text_pairs = gather(self.accelerator, pairs, list(zip(texts[:m], texts[m:])))
-        texts = [t for t, _ in text_pairs] + [t for _, t in text_pairs]
-        scores = [p.reward for p in pairs] + [p.reward_prompt for p in pairs]
         self._count_generated([p.response_ids for p in pairs] + [p.guided_ids for p in pairs])
         n = len(queries)
-        tau = self._threshold(step, pairs)
+        self.tau = tau = self._threshold(step, pairs)
         self.buffer.add(pairs)
-        trained = self._update(self.buffer.replay(step), tau, step)
-        t3 = time.perf_counter()
+        replayed = self.buffer.replay(step)
+        random.Random(self.args.seed * 100_003 + step).shuffle(replayed)
+        ranked = [self._branch_is_rank(p, tau) for p in replayed]
+        self.items = replayed if self._trains_weighted() else \
+            [p for p, r in zip(replayed, ranked) if r]
         new_rank = 0
-        for i, pair in enumerate(pairs):
+        for pair, (text, text_prompt) in zip(pairs, text_pairs):
             rank = self._branch_is_rank(pair, tau)
             new_rank += rank
             w, w_prompt = (None, None) if rank else losses.label_weights(pair.reward,
                                                                          pair.reward_prompt)
             self.writer.sample({
-                "step": step, "query": pair.query, "response": texts[i],
-                "response_prompt": texts[n + i], "reward": pair.reward,
+                "step": step, "query": pair.query, "response": text,
+                "response_prompt": text_prompt, "reward": pair.reward,
                 "reward_prompt": pair.reward_prompt, "tau": tau,
                 "branch": "rank" if rank else "weighted", "w": w, "w_prompt": w_prompt})
         truncated = getattr(self.reward, "truncated", None)
-        return {"step": step, "tau": tau, "n_queries": n, "buffer_size": len(self.buffer),
-                **trained,
-                "reward_mean": sum(scores[:n]) / n, "reward_prompt_mean": sum(scores[n:]) / n,
-                "rank_share_new": new_rank / n,
-                "seconds_generate": t1 - t0, "seconds_score": t2 - t1, "seconds_train": t3 - t2,
-                **self.totals,
-                **({"tau_spread": self.gap_spread} if self.args.tau_scale == "spread" else {}),
-                **({"reward_truncated": truncated} if truncated is not None else {})}
+        row = {"step": step, "tau": tau, "n_queries": n, "buffer_size": len(self.buffer),
+               "n_rank": sum(ranked), "n_weighted": len(replayed) - sum(ranked),
+               "n_updates": 1 if self.items else 0,
+               "reward_mean": sum(p.reward for p in pairs) / n,
+               "reward_prompt_mean": sum(p.reward_prompt for p in pairs) / n,
+               "rank_share_new": new_rank / n,
+               "seconds_generate": t1 - t0, "seconds_score": t2 - t1,
+               **({"tau_spread": self.gap_spread} if self.args.tau_scale == "spread" else {}),
+               **({"reward_truncated": truncated} if truncated is not None else {})}
+        return self.items, row
 
-    def _progress(self, row: dict) -> dict:
-        return {"tau": f"{row['tau']:.3f}", "r": f"{row['reward_mean']:.2f}",
-                "r_p": f"{row['reward_prompt_mean']:.2f}", "rank": f"{row['rank_share_new']:.0%}"}
+    def _loss(self, pairs: list[ScoredPair]) -> dict:
+        return self._pair_losses(pairs, self.tau)
 
-    def _save(self, out: Path, model) -> None:
-        super()._save(out, model)
+    def _finish_row(self, row: dict, terms: dict) -> dict:
+        """Level-set purity and the branches' mean margins (length-normalised log pi(y'|x)
+        minus log pi(y|x); None when a branch has no pair), measured on the pairs trained,
+        with the log-probs of the step's forward pass, i.e. under the model as it was just
+        before the step's update."""
+        pairs, tau = self.items, self.tau
+        logp, logp_prompt = terms.pop("logp", []), terms.pop("logp_prompt", [])
+        purity = level_set_purity([p.reward for p in pairs], [p.reward_prompt for p in pairs],
+                                  logp, logp_prompt, self.args.purity_margins)
+        ranked = [self._branch_is_rank(p, tau) for p in pairs]
+        margins = [b - a for a, b in zip(logp, logp_prompt)]
+        if self.args.kl_coef == 0:
+            terms.pop("loss_kl", None)
+        zero = {"loss": 0.0, "loss_rank": 0.0, "loss_wsft": 0.0, "loss_anchor": 0.0,
+                **({"loss_kl": 0.0} if self.args.kl_coef > 0 else {})}
+        return {**row, **zero, **terms,
+                "margin_rank": mean_or_none([m for m, r in zip(margins, ranked) if r]),
+                "margin_weighted": mean_or_none([m for m, r in zip(margins, ranked) if not r]),
+                "purity": {str(e): share for e, (share, _) in purity.items()},
+                "purity_n": {str(e): n for e, (_, n) in purity.items()}}
+
+    def _save_run(self, out: Path, model) -> None:
+        super()._save_run(out, model)
         plot_purity(self.metrics, out / "purity.png")

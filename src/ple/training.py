@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ple.config import PLEConfig, TrainConfig, load_config
 from ple.errors import UserError
-from ple.methods import METHODS, having
+from ple.methods import METHODS
 from ple.paths import check_writable_dir
 from ple.tasks import (TASKS, builtin_queries, load_preference_pairs, load_queries,
                        load_sft_pairs)
@@ -31,8 +31,8 @@ def check_output_dir(path: str, overwrite: bool) -> list[Path]:
 
     out = Path(path)
     check_writable_dir(out, "--output-dir")
-    old = [out / name for name in (*RUN_FILES, "adapter", "model", "runs")
-           if (out / name).exists()]
+    old = [out / name for name in (*RUN_FILES, "adapter", "model", "runs", ".staging")
+           if (out / name).exists()] + sorted(out.glob("checkpoint-*"))
     if old and not overwrite:
         raise UserError(f"--output-dir {path} holds another run ({old[0].name}); pass "
                         f"--overwrite to replace it or choose another directory")
@@ -67,10 +67,12 @@ def check_resume(cfg: TrainConfig) -> None:
 
 
 def data_kind(cfg: TrainConfig) -> str:
-    """What the method trains from on this task (ple.methods.Method.data): imdb has no human
-    preference pairs, so a method that learns from pairs samples its own from queries."""
+    """What the method trains from on this task (ple.methods.Method.data): on a task without
+    human preference pairs (imdb), a method that learns from pairs samples its own from
+    queries."""
     kind = METHODS[cfg.method].data
-    return "queries" if kind == "preference_pairs" and cfg.task == "imdb" else kind
+    return "queries" if kind == "preference_pairs" and \
+        not TASKS[cfg.task].has_preference_pairs else kind
 
 
 def method_data(cfg: TrainConfig, task):
@@ -101,27 +103,8 @@ def checked_inputs(cfg: TrainConfig, task):
     return examples
 
 
-def check_processes(cfg: TrainConfig) -> None:
-    """Under `accelerate launch --num_processes N` (torch.distributed's WORLD_SIZE = N), only
-    the methods of the shared online harness run on several processes (docs/scaling.md)."""
-    from ple.zero import launched_with_deepspeed
-
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    spreads = METHODS[cfg.method].distributed
-    if processes > 1 and not spreads:
-        raise UserError(f"config key `method` = {cfg.method!r}: runs on one process, not "
-                        f"{processes}; {having('distributed')} run on several (docs/scaling.md)")
-    if launched_with_deepspeed() and not spreads:
-        raise UserError(f"config key `method` = {cfg.method!r}: runs without DeepSpeed; "
-                        f"{having('distributed')} run under it (docs/scaling.md)")
-    if cfg.batch_size < processes:
-        raise UserError(f"config key `batch_size` = {cfg.batch_size}: each of the {processes} "
-                        f"processes needs at least one query a step")
-
-
 def run_training(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
     """Check every input, then load the models and train. Returns the run summary."""
-    check_processes(cfg)
     writes = not resume and os.environ.get("RANK", "0") == "0"  # the process that writes
     if resume:
         check_resume(cfg)

@@ -8,13 +8,16 @@ Per step, on a mini-batch of queries:
     log pi_old, V_old (no grad) and log pi_ref           (the reference: the adapter disabled)
     r_t = -beta (log pi_old - log pi_ref), + s at the last token    (ppo_kl_coef)
     A, R = GAE(r, V_old; gamma, lambda); A whitened over the batch's tokens
-    ppo_epochs x mini-batches of train_batch_size:
+    ppo_epochs x mini-batches of per_device_train_batch_size x gradient_accumulation_steps:
         L = clipped policy loss + ppo_vf_coef * clipped value loss -> one optimizer step
+        (all but the last inside the step's rollout; Trainer makes the last, and steps the
+        learning-rate schedule once per step)
 
 The value head is a Linear(hidden_size, 1) on the policy's last hidden state (the LM head's
 input), as in TRL's AutoModelForCausalLMWithValueHead: policy and value share the backbone and
-one forward pass gives both. It is trained by the same optimizer, checkpointed with the
-adapter, and saved as value_head.safetensors beside it.
+one forward pass gives both. It is trained by the same optimizer (its own parameter group),
+clipped with the policy, checkpointed, and saved as value_head.safetensors beside the
+adapter. PPO runs on one process.
 
 Full fine-tuning (use_lora: false) keeps a frozen copy of the initial model as the reference
 (the one OnlineTrainer keeps for evaluation when it has one), which doubles the policy's memory.
@@ -28,13 +31,15 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
-from ple import checkpoint
 from ple.baselines import ppo_losses
 from ple.config import PPOConfig
 from ple.online import OnlineTrainer
 from ple.rewards import checked_scores
 from ple.sequences import pack, response_logprobs_and_hidden
+
+VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 def _rows(batch: dict, index: torch.Tensor) -> dict:
@@ -46,34 +51,49 @@ class PPOTrainer(OnlineTrainer):
 
     config_class = PPOConfig
 
-    def _uses_reference(self) -> bool:
+    def _setup(self) -> None:
+        hidden = self.model.config.get_text_config().hidden_size
+        self.value_head = torch.nn.Linear(hidden, 1).to(self.accelerator.device)
+        self._inner: list[dict] = []  # this step's loss terms of the updates before the last
+
+    def _uses_reference(self, args) -> bool:
         return True
 
-    def _extra_modules(self, model) -> dict[str, torch.nn.Module]:
-        hidden = model.config.get_text_config().hidden_size
-        return {"value_head": torch.nn.Linear(hidden, 1).to(self.accelerator.device)}
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer, with the value head as a parameter group of its own."""
+        optimizer = super().create_optimizer(model)
+        optimizer.add_param_group({"params": list(self.value_head.parameters()),
+                                   "weight_decay": self.args.weight_decay})
+        return optimizer
 
-    @property
-    def value_head(self) -> torch.nn.Module:
-        return self.extra_modules["value_head"]
+    def _clip_grad_norm(self, model):
+        return self.accelerator.clip_grad_norm_(self._params(), self.args.max_grad_norm)
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters()) + list(self.value_head.parameters())
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {**super().trainable(),
+                **{f"value_head.{n}": p for n, p in self.value_head.named_parameters()}}
 
     # --- forward passes --------------------------------------------------------------------
     def _policy_forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Response log-probs and values [N, R] from one forward pass (0 at padding)."""
-        logp, hidden = response_logprobs_and_hidden(self.model, batch)
+        logp, hidden = response_logprobs_and_hidden(self.model_wrapped, batch)
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
         return logp, values * batch["response_mask"].to(values.device)
 
     @torch.no_grad()
     def _rollout_stats(self, batch: dict) -> tuple[torch.Tensor, ...]:
         """log pi_old, V_old and log pi_ref of the sampled responses, in chunks of
-        train_batch_size rows (the policy in eval mode, so no dropout)."""
+        per_device_train_batch_size rows (the policy in eval mode, so no dropout)."""
         self.model.eval()
-        size, n = self.args.train_batch_size, batch["input_ids"].shape[0]
+        size, n = self.args.per_device_train_batch_size, batch["input_ids"].shape[0]
         parts = []
         for i in range(0, n, size):
             chunk = _rows(batch, torch.arange(i, min(i + size, n)))
             parts.append((*self._policy_forward(chunk), self.reference_logprobs(chunk)))
+        self.model.train()
         return tuple(torch.cat(p) for p in zip(*parts))
 
     # --- the step --------------------------------------------------------------------------
@@ -88,39 +108,55 @@ class PPOTrainer(OnlineTrainer):
             advantages = ppo_losses.whiten(advantages, mask)
         return advantages, returns
 
-    def _update(self, batch: dict, old_logp, old_values, advantages, returns, mask,
-                step: int) -> dict:
-        """ppo_epochs epochs over the batch, shuffled each epoch, one optimizer step per
-        train_batch_size x gradient_accumulation_steps responses."""
+    def _loss(self, rows: list[int]) -> dict:
+        """The clipped PPO losses on some of the step's responses (their row numbers)."""
+        a, r = self.args, self._rollout_data
+        index = torch.tensor(rows)
+        logp, values = self._policy_forward(_rows(r["batch"], index))
+        index = index.to(logp.device)
+        m = r["mask"][index]
+        policy, clipfrac = ppo_losses.clipped_policy_loss(
+            logp, r["old_logp"][index], r["advantages"][index], m, a.ppo_clip)
+        value = ppo_losses.clipped_value_loss(values, r["old_values"][index],
+                                              r["returns"][index], m, a.ppo_value_clip)
+        return {"loss": policy + a.ppo_vf_coef * value, "loss_policy": policy,
+                "loss_value": value, "clipfrac": clipfrac}
+
+    def _mini_batches(self, n: int, step: int) -> list[list[int]]:
+        """ppo_epochs passes over the step's n responses, shuffled each epoch, in mini-batches
+        of per_device_train_batch_size x gradient_accumulation_steps: one optimizer step
+        each."""
         a = self.args
+        size = a.per_device_train_batch_size * a.gradient_accumulation_steps
         rng = random.Random(a.seed * 100_003 + step)
-        sums = {"loss": 0.0, "loss_policy": 0.0, "loss_value": 0.0, "clipfrac": 0.0,
-                "grad_norm": 0.0}
-        n_updates = 0
-
-        def chunk_losses(rows: list[int]) -> dict:
-            index = torch.tensor(rows)
-            logp, values = self._policy_forward(_rows(batch, index))
-            index = index.to(logp.device)
-            m = mask[index]
-            policy, clipfrac = ppo_losses.clipped_policy_loss(
-                logp, old_logp[index], advantages[index], m, a.ppo_clip)
-            value = ppo_losses.clipped_value_loss(values, old_values[index], returns[index], m,
-                                                  a.ppo_value_clip)
-            return {"loss": policy + a.ppo_vf_coef * value, "loss_policy": policy,
-                    "loss_value": value, "clipfrac": clipfrac}
-
+        batches = []
         for _ in range(a.ppo_epochs):
-            order = list(range(len(mask)))
+            order = list(range(n))
             rng.shuffle(order)
-            for out in self.updater.steps(order, chunk_losses):
-                for key in sums:
-                    sums[key] += out[key]
-                n_updates += 1
-        self.totals["optimizer_steps"] += n_updates
-        return {**{k: v / n_updates for k, v in sums.items()}, "n_updates": n_updates}
+            batches += [order[i:i + size] for i in range(0, n, size)]
+        return batches
 
-    def _step(self, step: int, queries: list[str]) -> dict:
+    def _update(self, rows: list[int]) -> dict:
+        """One optimizer step on a mini-batch, accumulated over gradient_accumulation_steps
+        chunks; returns its loss terms and gradient norm."""
+        a = self.args
+        size = -(-len(rows) // a.gradient_accumulation_steps)
+        terms: dict[str, float] = {}
+        for i in range(0, len(rows), size):
+            chunk = rows[i:i + size]
+            out = self._loss(chunk)
+            self.accelerator.backward(out["loss"] * (len(chunk) / len(rows)))
+            for key, value in out.items():
+                terms[key] = terms.get(key, 0.0) + float(value.detach()) * len(chunk) / len(rows)
+        terms["grad_norm"] = float(self._clip_grad_norm(self.model))
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return terms
+
+    def _rollout(self, step: int, queries: list[str]) -> tuple[list, dict]:
+        # Trainer zeroes the policy's gradients after its optimizer step, not the value
+        # head's, which is not part of the model.
+        self.optimizer.zero_grad()
         t0 = time.perf_counter()
         plain = [self.prompter.ids(q) for q in queries]
         responses, texts = self._sample(plain)
@@ -132,23 +168,37 @@ class PPOTrainer(OnlineTrainer):
         old_logp, old_values, ref_logp = self._rollout_stats(batch)
         mask = batch["response_mask"].to(old_logp.device)
         advantages, returns = self._advantages(scores, old_logp, ref_logp, old_values, mask)
+        self._rollout_data = {"batch": batch, "mask": mask, "old_logp": old_logp,
+                              "old_values": old_values, "advantages": advantages,
+                              "returns": returns}
         kl = float(((old_logp - ref_logp) * mask).sum(-1).mean())
-        trained = self._update(batch, old_logp, old_values, advantages, returns, mask, step)
-        t3 = time.perf_counter()
+        mini_batches = self._mini_batches(len(queries), step)
+        self._inner = [self._update(rows) for rows in mini_batches[:-1]]
         for query, text, score in zip(queries, texts, scores):
             self.writer.sample({"step": step, "query": query, "response": text,
                                 "reward": score})
         n = len(queries)
         truncated = getattr(self.reward, "truncated", None)
-        return {"step": step, "n_queries": n, "reward_mean": sum(scores) / n, **trained,
-                "kl": kl,
-                "seconds_generate": t1 - t0, "seconds_score": t2 - t1, "seconds_train": t3 - t2,
-                **self.totals,
-                **({"reward_truncated": truncated} if truncated is not None else {})}
+        row = {"step": step, "n_queries": n, "reward_mean": sum(scores) / n,
+               "n_updates": len(mini_batches), "kl": kl,
+               "seconds_generate": t1 - t0, "seconds_score": t2 - t1,
+               **({"reward_truncated": truncated} if truncated is not None else {})}
+        return mini_batches[-1], row
 
-    def _progress(self, row: dict) -> dict:
-        return {"r": f"{row['reward_mean']:.2f}", "kl": f"{row['kl']:.3f}"}
+    def _finish_row(self, row: dict, terms: dict) -> dict:
+        """Each loss term and the gradient norm averaged over the step's updates."""
+        updates = [*self._inner, terms]
+        return {**row, **{k: sum(u[k] for u in updates) / len(updates) for k in terms}}
 
-    def _save(self, out: Path, model) -> None:
-        super()._save(out, model)
-        checkpoint.write_tensors(out / "value_head.safetensors", self.value_head.state_dict())
+    # --- files ---------------------------------------------------------------------------
+    def _save_run(self, out: Path, model) -> None:
+        super()._save_run(out, model)
+        self._write_method_files(out)
+
+    def _write_method_files(self, folder: Path) -> None:
+        save_file({k: v.detach().cpu().contiguous()
+                   for k, v in self.value_head.state_dict().items()},
+                  str(folder / VALUE_HEAD_FILE))
+
+    def _load_method_state(self, state: dict, folder: Path) -> None:
+        self.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD_FILE)))

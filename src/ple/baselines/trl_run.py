@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from ple import zero
-from ple.config import TrainConfig, trackers
+from ple.config import TrainConfig, launched_with_deepspeed, trackers
 from ple.evaluation.heldout import evaluate_plain
 from peft import get_peft_model
 
 from ple.models import paper_lora, saved_base
-from ple.online import eval_row, make_prompter
+from ple.evaluation.heldout import eval_row
+from ple.online import make_prompter
 from ple.plot import plot_loss_curve
 from ple.rewards import RewardModel, reward_model_id
 from ple.rollout import length_filter
@@ -42,7 +42,9 @@ class MetricsWriter(TrainerCallback):
             return
         self.totals["optimizer_steps"] = state.global_step
         row = {"step": state.global_step, **logs, **self.totals}
-        if self.eval_steps and state.global_step % self.eval_steps == 0:
+        # Every eval_steps and after the last step, as transformers.Trainer evaluates.
+        if self.eval_steps and (state.global_step % self.eval_steps == 0
+                                or state.global_step == state.max_steps):
             row.update(eval_row(self.evaluate()))
         self.rows.append(row)
         with open(self.path, "a") as f:
@@ -70,7 +72,7 @@ class TRLRun:
 
             self.frozen_base = copy.deepcopy(model).eval().requires_grad_(False)
         self.sampling = sampling_model(args.generation_dtype, torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu"), zero.launched_with_deepspeed())
+            "cuda" if torch.cuda.is_available() else "cpu"), launched_with_deepspeed())
         args.generation_dtype = self.sampling.dtype
         self.out = Path(args.output_dir)
         self.totals = {"generated_responses": 0, "generated_tokens": 0, "optimizer_steps": 0}
@@ -89,12 +91,11 @@ class TRLRun:
         defaults = dict(
             output_dir=str(self.out / "trl"), max_steps=a.max_steps,
             per_device_train_batch_size=a.batch_size, learning_rate=a.learning_rate,
-            # Constant, as in ple's online methods, so equal budgets mean equal updates.
-            lr_scheduler_type="constant", max_grad_norm=a.max_grad_norm, seed=a.seed,
-            weight_decay=a.weight_decay,
+            lr_scheduler_type=a.lr_scheduler_type, warmup_steps=a.warmup_steps, optim=a.optim,
+            max_grad_norm=a.max_grad_norm, seed=a.seed, weight_decay=a.weight_decay,
             logging_steps=1, save_strategy="no", report_to=trackers(a) or "none",
             gradient_accumulation_steps=a.gradient_accumulation_steps,
-            activation_checkpointing=a.gradient_checkpointing,  # transformers 5's name
+            activation_checkpointing=a.activation_checkpointing,
             bf16=a.bf16 and torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
         return config_class(**{**defaults, **method_args})
 
@@ -108,7 +109,7 @@ class TRLRun:
                    "model_dtype": str(self.model.dtype).removeprefix("torch.")}
         if self.eval_queries:
             summary["eval_before"] = self.evaluate()
-        writer = MetricsWriter(self.out / "metrics.jsonl", self.totals, self.args.eval_steps,
+        writer = MetricsWriter(self.out / "metrics.jsonl", self.totals, int(self.args.eval_steps or 0),
                                self.evaluate)
         self.tokenizer.padding_side = "right"  # TRL pads training batches on the right
         trainer = trainer_class(model=self.model, args=self.trl_args(config_class, **method_args),

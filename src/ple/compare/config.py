@@ -30,11 +30,11 @@ from pathlib import Path
 
 import yaml
 
-from ple.config import (FIELDS, TASKS, TrainConfig, check_method_keys, coerce,
-                        yaml_mapping)
+from ple.config import FIELDS, TrainConfig, check_method_keys, coerce, yaml_mapping
 from ple.errors import UserError
 from ple.evaluation.evaluate import EvalConfig
 from ple.evaluation.evaluate import validate as validate_eval
+from ple.tasks import TASKS
 
 # Every run of a comparison shares these; compare sets them from its top level.
 SET_PER_RUN = ("task", "model", "reward", "reward_label", "seed", "output_dir")

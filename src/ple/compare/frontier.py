@@ -31,8 +31,9 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter
 
 from ple.compare.config import BASE, CompareConfig
-from ple.compare.report import (GUARDS_RULE, MISSING, Figure, Section, Table, _png,
-                                guards_hold, run_style, to_html, to_markdown)
+from ple.compare.figures import png_bytes, run_style
+from ple.compare.guards import GUARDS_RULE, guards_hold
+from ple.compare.render import MISSING, Figure, Section, Table, to_html, to_markdown
 from ple.compare.study import write_whole
 from ple.evaluation.metrics import assistant_speak_share, ci95, mean_and_se
 from ple.evaluation.winrate import SAMPLES_FILE
@@ -174,7 +175,7 @@ def matched_cell(seed_curves: list[tuple[list[Pt], bool]], kl: float, seeds: int
 def read_evals(cfg: CompareConfig, names: list[str]) -> dict[tuple[str, int], dict]:
     """(run, seed) -> its eval.json, for every run of `names` (and BASE) at every seed it
     has that is evaluated so far. An eval.json older than `assistant_speak` gets it from
-    its responses, as report.Runs does, so that the guards can be judged."""
+    its responses, as results.Runs does, so that the guards can be judged."""
     evals = {}
     for name in [BASE, *names]:
         for seed in cfg.seeds_of(name):
@@ -338,7 +339,7 @@ def figure(fr: Frontier, scorer: int) -> Figure:
                "in log KL above the linear stretch at 0); hollow: the guards fail on a "
                "seed at least; star: BASE, at KL 0.")
     return Figure(f"frontier-{'reward' if scorer == 0 else _slug(name)}.png", caption,
-                  _png(fig))
+                  png_bytes(fig))
 
 
 def matched_table(fr: Frontier, scorer: int, levels: list[float]) -> Table:

@@ -17,7 +17,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ple import checkpoint
+from transformers.trainer_utils import get_last_checkpoint
+
 from ple.compare.config import (BASE, CompareConfig, RunSpec, load_compare_config,
                                 run_specs)
 from ple.compare.study import finished_part, write_whole
@@ -138,11 +139,11 @@ def train(spec: RunSpec, status: Status) -> None:
         return
     for name in EVAL_FILES:  # an evaluation there measured an earlier adapter
         (out / name).unlink(missing_ok=True)
-    saved = checkpoint.complete_checkpoints(out) if status == "unfinished" else []
-    # ple's own loop checkpoints; TRL trains its methods in one go, so they start again.
+    saved = get_last_checkpoint(str(out)) if status == "unfinished" else None
+    # ple's own trainers checkpoint; TRL trains its methods in one go, so they start again.
     if saved and not METHODS[spec.config.method].trl:
         print(f"{_label(spec.name, spec.seed)}: resuming the unfinished run in {out} from "
-              f"{saved[-1].name}", flush=True)
+              f"{Path(saved).name}", flush=True)
         run_training(spec.config, resume=True)
         return
     again = " (replacing an unfinished run of the same config)" \
@@ -256,7 +257,7 @@ def judge_all(cfg: CompareConfig) -> None:
 
 
 def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> None:
-    from ple.compare import frontier, report
+    from ple.compare import frontier, render, report
 
     specs = run_specs(cfg)
     missing: list[str] = []
@@ -286,14 +287,14 @@ def compare(cfg: CompareConfig, report_only: bool = False, jobs: int = 1) -> Non
             frontier.write(cfg)
     title, sections = report.build(cfg, specs)
     if missing:
-        sections.insert(0, report.Section("A partial report", [
+        sections.insert(0, render.Section("A partial report", [
             f"ple compare --report-only: not finished yet, so in no table: "
             f"{', '.join(missing)}."]))
     out = Path(cfg.output_dir)
-    for name, png in report.figures(sections).items():
+    for name, png in render.figures(sections).items():
         write_whole(out / "figures" / name, png)
-    write_whole(out / "report.md", report.to_markdown(title, sections))
-    write_whole(out / "report.html", report.to_html(title, sections))
+    write_whole(out / "report.md", render.to_markdown(title, sections))
+    write_whole(out / "report.html", render.to_html(title, sections))
     print(f"ple compare: wrote {out / 'report.md'} and {out / 'report.html'}"
           + (f" (not finished yet: {', '.join(missing)})" if missing else ""))
 

@@ -90,3 +90,9 @@ def evaluate_plain(model, tokenizer, prompter: Prompter, reward: RewardModel,
             "kl_mean": kl_mean, "kl_se": kl_se,
             "samples": [{"query": q, "response": t, "reward": s, "kl": k}
                         for q, t, s, k in zip(queries, texts, scores, kl)]}
+
+
+def eval_row(evaluation: dict) -> dict:
+    """The numbers of an `evaluate_plain` result as metrics, named eval_* (eval_reward_mean,
+    ...); the samples stay out."""
+    return {f"eval_{k}": v for k, v in evaluation.items() if k != "samples"}

@@ -3,11 +3,12 @@
 The paper's rewards are trained models (a sentiment classifier for IMDb, preference models
 for HH and TL;DR); none ships on PyPI. A *recipe* names the data, the settings of
 `ple reward train` and the base model. The first run that asks for it trains it and caches
-it under a key of all three and of the reward-training code, in
-`$PLE_CACHE_DIR/rewards/NAME-KEY/` (default `~/.cache/ple`); every later run, study and
-test that asks for the same recipe loads that directory. Changing the data, a setting or the
-code gives another key and so another model: a cached model never silently stands for
-different training.
+it in `$PLE_CACHE_DIR/rewards/NAME-KEY/` (default `~/.cache/ple`), KEY a hash of the recipe's
+settings, the data's contents and RECIPE_VERSION; every later run, study and test that asks
+for the same recipe loads that directory. Changing the data or a setting gives another key
+and so another model: a cached model never silently stands for different training. The code
+is not hashed, so that a refactor keeps the cached models; a change that makes the training
+compute something else bumps RECIPE_VERSION by hand.
 
 The data is read from `$PLE_DATA_DIR`; without it, from the `shared/data` folder beside a
 source checkout of ple, which holds the IMDb and HH-RLHF slices, or else from
@@ -16,25 +17,29 @@ source checkout of ple, which holds the IMDb and HH-RLHF slices, or else from
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ple.errors import UserError
+from ple.rewards.training.config import RewardTrainConfig
 
 log = logging.getLogger(__name__)
 
-# The source files that decide what a reward model is trained on and how (reading the data,
-# splitting it, the texts it reads, the training). Hashed as code, not text: an edited
-# comment or docstring keeps the key, a changed statement does not.
-CODE_FILES = ("rewards/train.py", "rewards/texts.py", "data_files.py", "hh_format.py")
-GATED_CODE = ("rewards/gated.py",)  # and, for a gated recipe, its trainer
+# Part of every built-in reward's cache key. Bump it by hand when the trained model must
+# change although no recipe setting and no data file did: the training computes something
+# else (another loss, optimizer, data order, probe or text format, in ple.rewards.training,
+# ple.rewards.gated, ple.rewards.texts, ple.data_files or ple.hh_format). Every built-in reward
+# is then trained again on first use (an hour of CPU for imdb-sentiment), so a refactor that
+# computes the same keeps it.
+#   1: the key of recipe, data and version (it hashed the training code before).
+#   2: the classifier fine-tuned by transformers' Trainer (another batch order).
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -111,21 +116,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _code_digest(files: tuple[str, ...] = CODE_FILES) -> str:
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for name in files:
-        tree = ast.parse((root / name).read_text(encoding="utf-8"))
-        for node in ast.walk(tree):  # docstrings out: they document, they do not compute
-            body = getattr(node, "body", None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                    and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-        digest.update(name.encode() + b"\0" + ast.dump(tree).encode())
-    return digest.hexdigest()
-
-
 def _data_path(recipe: Recipe, relative: str) -> Path:
     path = data_root() / relative
     if not path.is_file():
@@ -135,12 +125,22 @@ def _data_path(recipe: Recipe, relative: str) -> Path:
     return path
 
 
+def recipe_settings(recipe: Recipe) -> dict:
+    """Every setting the recipe trains with, RewardTrainConfig's defaults included (so that a
+    changed default changes the key), and whether it is gated; not where the data is read
+    from or the model written: the data is keyed by its contents."""
+    settings = asdict(RewardTrainConfig(data="", output_dir="", **recipe.settings))
+    for where in ("data", "eval_data", "output_dir", "overwrite"):
+        del settings[where]
+    return {**settings, "gated": recipe.gated}
+
+
 def cache_key(recipe: Recipe) -> str:
-    """12 hex digits of a hash of the data files' contents, the settings and the code."""
+    """12 hex digits of a hash of the recipe's settings, its data files' contents and
+    RECIPE_VERSION."""
     files = [*recipe.data] + ([recipe.eval_data] if recipe.eval_data else [])
-    parts = {"settings": recipe.settings,
-             "data": {f: _sha256(_data_path(recipe, f)) for f in files},
-             "code": _code_digest(CODE_FILES + (GATED_CODE if recipe.gated else ()))}
+    parts = {"version": RECIPE_VERSION, "settings": recipe_settings(recipe),
+             "data": {f: _sha256(_data_path(recipe, f)) for f in files}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -150,11 +150,9 @@ def model_id(name: str) -> str | None:
     return f"{name}-{cache_key(RECIPES[name])}" if name in RECIPES else None
 
 
-def recipe_config(name: str, output_dir: str):
+def recipe_config(name: str, output_dir: str) -> RewardTrainConfig:
     """The `ple reward train` config of built-in reward `name` (its data, held-out part and
     settings), writing to `output_dir`."""
-    from ple.rewards.train import RewardTrainConfig
-
     recipe = RECIPES[name]
     return RewardTrainConfig(
         data=",".join(str(_data_path(recipe, f)) for f in recipe.data), output_dir=output_dir,
@@ -166,7 +164,8 @@ def prepared_reward_dir(name: str) -> Path:
     """The directory of built-in reward `name`, trained now if no cached copy exists."""
     from ple.models import cache_dir
     from ple.rewards.gated import train_gated_preference
-    from ple.rewards.train import describe, train_reward_model
+    from ple.rewards.training.command import describe
+    from ple.rewards.training.run import train_reward_model
 
     recipe = RECIPES[name]
     target = cache_dir() / "rewards" / model_id(name)

@@ -15,17 +15,17 @@ ple_reward.json). R(x, y) = Σ_k p_k r_k with p_k = σ(g_k + b_k) / Σ_j σ(g_j 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 from ple.errors import UserError
-from ple.rewards.texts import REWARD_INFO_FILE
-from ple.rewards.train import (RewardTrainConfig, check_output_dir, data_sources, encode,
-                               fit_probe, head_name, load_base_model, load_base_tokenizer,
-                               per_source_accuracy, pooled_features, save_reward_model,
-                               split_examples)
+from ple.rewards.training.base_model import (encode, head_name, load_base_model,
+                                             load_base_tokenizer, pooled_features)
+from ple.rewards.training.config import RewardTrainConfig
+from ple.rewards.training.data import data_sources, split_examples
+from ple.rewards.training.metrics import pairwise_accuracy, per_source_accuracy
+from ple.rewards.training.probe import fit_probe
+from ple.rewards.training.save import check_output_dir, save_reward_model
 
 
 def gated_reward(logits, gate_bias):
@@ -112,17 +112,13 @@ def train_gated_preference(cfg: RewardTrainConfig) -> dict:
     h_chosen, eval_cut_c = features(held_out, "chosen", "held out")
     h_rejected, eval_cut_r = features(held_out, "rejected", "held out")
     weight = module.weight.double()
-    r_chosen = gated_reward(h_chosen @ weight.T, bias)
-    r_rejected = gated_reward(h_rejected @ weight.T, bias)
-    correct = r_chosen > r_rejected
+    metric, correct = pairwise_accuracy(gated_reward(h_chosen @ weight.T, bias),
+                                        gated_reward(h_rejected @ weight.T, bias))
     n = len(sources)
     gate_pick = (h_chosen @ weight[n:].T + torch.tensor(bias).double()).argmax(-1)
     truth = torch.tensor([sources.index(e.source) for e in held_out])
     result = {
-        "kind": "preference", "combine": "gated", "metric": "pairwise_accuracy",
-        "pairwise_accuracy": correct.float().mean().item(),
-        "ties": int((r_chosen == r_rejected).sum().item()),
-        "mean_margin": (r_chosen - r_rejected).mean().item(),
+        "kind": "preference", "combine": "gated", **metric,
         "per_source": per_source_accuracy(held_out, correct.tolist()),
         "gate_accuracy": (gate_pick == truth).float().mean().item(),
         "n_train": len(train), "n_eval": len(held_out), "invalid_pairs_dropped": dropped,
@@ -133,10 +129,7 @@ def train_gated_preference(cfg: RewardTrainConfig) -> dict:
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.time() - started, 1),
         "config": asdict(cfg),
     }
-    save_reward_model(cfg, model, tokenizer, result)
-    info_file = Path(cfg.output_dir) / REWARD_INFO_FILE
-    info = json.loads(info_file.read_text())
-    info.update(reward="the gated sum of the scores", combine="gated", sources=sources,
-                gate_bias=bias)
-    info_file.write_text(json.dumps(info, indent=2) + "\n")
+    save_reward_model(cfg, model, tokenizer, result,
+                      info={"reward": "the gated sum of the scores", "combine": "gated",
+                            "sources": sources, "gate_bias": bias})
     return result

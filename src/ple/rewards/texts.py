@@ -1,6 +1,7 @@
 """What a reward model reads for a pair (x, y): its text format. Training (`ple reward train`)
-and serving (ple.rewards.classifier) both call this module, so they cannot drift apart; the
-key of a cached built-in reward (ple.rewards.builtin) covers it.
+and serving (ple.rewards.classifier) both call this module, so they cannot drift apart. A
+change to the texts changes what the built-in rewards learn: bump
+ple.rewards.builtin.RECIPE_VERSION with it.
 
 - `plain`: x + y, the two strings joined, with a space where neither has one at the seam
   (the IMDb and TL;DR classifiers of the paper);
@@ -13,7 +14,7 @@ from __future__ import annotations
 from ple.hh_format import hh_turns
 
 TEXT_FORMATS = ("plain", "chat")
-REWARD_INFO_FILE = "ple_reward.json"  # written by `ple reward train` (ple.rewards.train)
+REWARD_INFO_FILE = "ple_reward.json"  # written by `ple reward train` (ple.rewards.training.save)
 
 
 def reward_texts(tokenizer, text_format: str, queries: list[str],
