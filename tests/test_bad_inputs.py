@@ -77,6 +77,7 @@ def test_adapter_for_another_base_model(tmp_path):
 def test_wrong_flag_types(flag, value, message, tmp_path):
     result = run_ple("train", "--model", "tiny", flag, value, "--output-dir", str(tmp_path / "o"))
     assert result.returncode == 2 and message in result.stderr
+    assert result.stderr.count("\n") == 1  # not argparse's usage of every flag
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -65,9 +65,15 @@ def train_parser(cls: type[TrainConfig]) -> argparse.ArgumentParser:
     Booleans take true/false (or nothing, for true) as every subcommand's do."""
     from transformers import HfArgumentParser
 
+    class OneLineErrors(HfArgumentParser):
+        # A config is a TrainingArguments: its usage is over a hundred flags, which would
+        # bury the one line that says what is wrong.
+        def error(self, message):
+            self.exit(2, f"ple train: error: {message} (ple train --help lists the settings)\n")
+
     methods = configured_by(cls)
     others = ", ".join(m for m in METHODS if m not in methods)
-    return HfArgumentParser(
+    return OneLineErrors(
         [cls, TrainCommand], prog="ple train", allow_abbrev=False, formatter_class=_ProseHelp,
         description=f"Train a policy: {cls.__name__} ({', '.join(methods)}). Every "
         f"field is a flag and a YAML key; flags win over --config.",
